@@ -1,0 +1,31 @@
+import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import { GatehouseApi } from "../http/Api.js"
+import { SystemHandlers } from "../http/handlers/System.js"
+import { problemMiddleware, routeTable } from "../http/Problem.js"
+import { AdminAuth } from "../http/Security.js"
+import { AppConfig } from "./Config.js"
+
+/** Every handler group of the API; each component adds its own here. */
+const HandlersLive = Layer.mergeAll(SystemHandlers)
+
+const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
+  Layer.provide(HandlersLive),
+  Layer.provide(AdminAuth.layer)
+)
+
+/** The HTTP server: the API, `/openapi.json`, `/docs`, problem+json errors and request metrics. */
+export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(HttpApiBuilder.middleware(problemMiddleware({
+      maxBodyBytes: config.maxBodyBytes,
+      routes: routeTable(GatehouseApi)
+    }))),
+    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ApiLive),
+    HttpServer.withLogAddress,
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+  )))

@@ -1,0 +1,7 @@
+import type { Migration } from "../services/Migrator.js"
+
+/**
+ * Every schema change of the project, one module per component. Ids are reserved per component
+ * in blocks of 100 so that work on separate components never picks the same id.
+ */
+export const migrations: ReadonlyArray<Migration> = []

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import Pg from "pg"
+import { embeddedServer } from "../../src/layers/Database.js"
+
+const query = (url: string, text: string) =>
+  Effect.promise(async () => {
+    const client = new Pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      return (await client.query(text)).rows
+    } finally {
+      await client.end()
+    }
+  })
+
+describe("embedded database", () => {
+  it.live("keeps its data across a stop and a start in the same folder", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "gatehouse-embedded-"))
+      Fs.chmodSync(dir, 0o755)
+      const pg = Path.join(dir, "pg")
+
+      yield* Effect.scoped(Effect.flatMap(embeddedServer(pg, "secret"), (server) =>
+        query(server.url("postgres"), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")))
+      const rows = yield* Effect.scoped(Effect.flatMap(embeddedServer(pg, "secret"), (server) =>
+        query(server.url("postgres"), "SELECT v FROM kept")))
+
+      expect(rows).toEqual([{ v: "still here" }])
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }), 60_000)
+})
