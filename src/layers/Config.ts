@@ -48,7 +48,11 @@ const config = Config.all({
     "PORT",
     "8080",
     "HTTP port; 0 picks a free port.",
-    (n) => Config.port(n).pipe(Config.withDefault(8080))
+    (n) =>
+      Config.integer(n).pipe(
+        Config.withDefault(8080),
+        Config.validate({ message: "must be a port number from 0 to 65535", validation: (p) => p >= 0 && p <= 65535 })
+      )
   ),
   logLevel: setting(
     "LOG_LEVEL",
