@@ -2,7 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck } from "effect"
 import { cosine, dotAt, normalise, prepare, squaredNorm, validate } from "../../src/domain/Vector.js"
 
+// Subnormal floats carry a few bits of precision, so scaling them is not exact; they are not faces.
 const component = FastCheck.float({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true })
+  .map((v) => Math.abs(v) < 1e-20 ? 0 : v)
 
 /** A non-zero float32 vector of 1 to 40 values (so the unrolled loop's remainder is exercised). */
 const nonZeroVector = FastCheck.array(component, { minLength: 1, maxLength: 40 })
