@@ -1,0 +1,110 @@
+import { benchTables } from "./baseline.js"
+import type { BenchContext } from "./support/context.js"
+import { createDatabase, exec } from "./support/database.js"
+import type { Section } from "./support/report.js"
+import { forkChild, freePort, tempDataDir } from "./support/service.js"
+import { fmt, fmtRatio, fmtSummary, mib, pairedRatio } from "./support/stats.js"
+import { Measures } from "./support/variants.js"
+
+interface Variant {
+  readonly name: string
+  readonly label: string
+  readonly command: string
+  readonly args: Record<string, unknown>
+}
+
+const baselineName = "pg-per-tx"
+
+const variants: ReadonlyArray<Variant> = [
+  {
+    name: baselineName,
+    label: "node-postgres, one transaction per message",
+    command: "baseline",
+    args: { batch: 1 }
+  },
+  {
+    name: "pg-batched",
+    label: "node-postgres, 100 messages per transaction",
+    command: "baseline",
+    args: { batch: 100 }
+  }
+]
+
+/**
+ * Consumer throughput: messages per second through the queue consumer, whose handler writes one
+ * domain row and appends one outbox event exactly-once through the inbox, beside node-postgres doing
+ * the same writes by hand.
+ */
+export const consumerScenario = async (context: BenchContext): Promise<Section> => {
+  const levels = [1, 8, 16]
+  const messagesAt = (concurrency: number) =>
+    context.quick ? 200 * Math.max(1, concurrency / 4) : concurrency === 1 ? 3_000 : 20_000
+  const database = await createDatabase(context.server, "consumer")
+  const service = await forkChild("server.ts", {
+    DATABASE_URL: database.url,
+    PORT: String(await freePort()),
+    HOST: "127.0.0.1",
+    DATA_DIR: tempDataDir(),
+    LOG_LEVEL: "warn",
+    ADMIN_KEY: "gh_admin_bench",
+    DB_POOL_SIZE: "20"
+  })
+  const measures = new Measures()
+  try {
+    await exec(database.url, benchTables)
+    for (const concurrency of levels) {
+      const messages = messagesAt(concurrency)
+      for (let round = 0; round < context.rounds; round++) {
+        for (const variant of variants) {
+          const run = `${variant.name}-c${concurrency}-r${round}`
+          service.memory.start()
+          const { elapsedMs } = await service.call<{ elapsedMs: number }>(variant.command, {
+            ...variant.args,
+            url: database.url,
+            run,
+            messages,
+            concurrency
+          })
+          const rss = service.memory.stop()
+          const rate = messages / (elapsedMs / 1000)
+          measures.add(String(concurrency), variant.name, "rate", rate)
+          measures.add(String(concurrency), variant.name, "rss", rss)
+          context.log(`consumer ${run}: ${fmt(rate)} msg/s, peak RSS ${fmt(mib(rss))} MiB`)
+        }
+      }
+    }
+  } finally {
+    await service.stop()
+    await database.drop()
+  }
+
+  const rows = levels.flatMap((concurrency) =>
+    variants.map((variant) => {
+      const level = String(concurrency)
+      return [
+        String(concurrency),
+        variant.label,
+        fmtSummary(measures.summary(level, variant.name, "rate"), 0),
+        variant.name === baselineName
+          ? "1 (baseline)"
+          : fmtRatio(pairedRatio(measures.get(level, variant.name, "rate"), measures.get(level, baselineName, "rate"))),
+        fmt(mib(measures.max(level, variant.name, "rss")), 0)
+      ]
+    })
+  )
+  return {
+    title: "Consumer throughput",
+    intro: [
+      "Messages per second from a queue through a consumer whose handler writes one domain row and appends",
+      "one outbox event, exactly-once through the inbox, at 1, 8 and 16 concurrent handlers. The baselines write",
+      "the same three rows per message (processed-message record, domain row, outbox event) with node-postgres",
+      "and no queue: one transaction per message on `concurrency` connections, and 100 messages per transaction.",
+      `Messages per round: ${levels.map((c) => `${fmt(messagesAt(c), 0)} at ${c}`).join(", ")}.`,
+      "Peak RSS is the service process's resident memory during the variant's rounds."
+    ].join(" "),
+    tables: [{
+      head: ["Concurrency", "Variant", "Messages/s", "Ratio to one tx per message", "Peak RSS (MiB)"],
+      rows
+    }]
+  }
+}

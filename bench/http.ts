@@ -1,0 +1,127 @@
+import { benchTables } from "./baseline.js"
+import type { BenchContext } from "./support/context.js"
+import { createDatabase, exec } from "./support/database.js"
+import { load, type Shot } from "./support/load.js"
+import type { Section } from "./support/report.js"
+import { forkChild, freePort, tempDataDir } from "./support/service.js"
+import { fmt, fmtRatio, fmtSummary, mib, pairedRatio } from "./support/stats.js"
+import { Measures } from "./support/variants.js"
+
+interface Variant {
+  readonly name: string
+  readonly label: string
+  /** Called once per round before the load, with the concurrency. */
+  readonly shots: (round: string) => (i: number) => Shot
+  readonly ok: (status: number) => boolean
+}
+
+const baselineName = "insert"
+
+/**
+ * HTTP: requests per second and latency of the device endpoints at 1, 16 and 64 connections,
+ * beside the same server answering a minimal endpoint that reads the body and does one INSERT.
+ */
+export const httpScenario = async (context: BenchContext): Promise<Section> => {
+  const levels = [1, 16, 64]
+  const durationMs = context.quick ? 500 : 3_000
+  const database = await createDatabase(context.server, "http")
+  const port = await freePort()
+  const service = await forkChild("server.ts", {
+    DATABASE_URL: database.url,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATA_DIR: tempDataDir(),
+    LOG_LEVEL: "warn",
+    ADMIN_KEY: "gh_admin_bench"
+  })
+  const measures = new Measures()
+  const body = JSON.stringify({ note: "x".repeat(64) })
+
+  const variants: ReadonlyArray<Variant> = [
+    {
+      name: baselineName,
+      label: "minimal endpoint: one INSERT",
+      shots: (round) => (i) => ({
+        method: "POST",
+        path: "/bench/insert",
+        headers: { "idempotency-key": `${round}-${i}` },
+        body
+      }),
+      ok: (status) => status === 201
+    }
+  ]
+
+  try {
+    await exec(database.url, benchTables)
+    for (const connections of levels) {
+      for (let round = 0; round < context.rounds; round++) {
+        for (const variant of variants) {
+          const run = `${variant.name}-c${connections}-r${round}`
+          service.memory.start()
+          const result = await load({ port, connections, durationMs, next: variant.shots(run), ok: variant.ok })
+          const rss = service.memory.stop()
+          if (result.errors > 0) {
+            throw new Error(
+              `${run}: ${result.errors} of ${result.requests} requests failed, first: ${result.firstError}`
+            )
+          }
+          const level = String(connections)
+          measures.add(level, variant.name, "rate", result.perSecond)
+          measures.add(level, variant.name, "p50", result.p50Ms)
+          measures.add(level, variant.name, "p99", result.p99Ms)
+          measures.add(level, variant.name, "rss", rss)
+          context.log(
+            `http ${run}: ${fmt(result.perSecond)} req/s, p50 ${fmt(result.p50Ms)} ms, p99 ${fmt(result.p99Ms)} ms`
+          )
+        }
+      }
+    }
+  } finally {
+    await service.stop()
+    await database.drop()
+  }
+
+  const rows = levels.flatMap((connections) =>
+    variants.map((variant) => {
+      const level = String(connections)
+      const ratio = (measure: string) =>
+        variant.name === baselineName
+          ? "1"
+          : fmtRatio(
+            pairedRatio(measures.get(level, variant.name, measure), measures.get(level, baselineName, measure))
+          )
+      return [
+        String(connections),
+        variant.label,
+        fmtSummary(measures.summary(level, variant.name, "rate"), 0),
+        ratio("rate"),
+        fmtSummary(measures.summary(level, variant.name, "p50")),
+        fmtSummary(measures.summary(level, variant.name, "p99")),
+        ratio("p99"),
+        fmt(mib(measures.max(level, variant.name, "rss")), 0)
+      ]
+    })
+  )
+  return {
+    title: "HTTP",
+    intro: [
+      `Closed-loop load over loopback keep-alive connections for ${fmt(durationMs / 1000, 1)} s per round. The`,
+      "baseline is the same server process (same HTTP stack, middleware and connection pool) answering a",
+      "bench-only endpoint that reads the JSON body and does one INSERT. The load generator runs on the same",
+      "2 cores as the service and PostgreSQL, so it takes its share from every variant alike."
+    ].join(" "),
+    tables: [{
+      head: [
+        "Connections",
+        "Variant",
+        "Requests/s",
+        "Ratio (req/s)",
+        "p50 ms",
+        "p99 ms",
+        "Ratio (p99)",
+        "Peak RSS (MiB)"
+      ],
+      rows
+    }]
+  }
+}
