@@ -1,9 +1,13 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { DeviceApi } from "./api/Device.js"
 import { SystemApi } from "./api/System.js"
+import { VenueAdminApi } from "./api/VenueAdmin.js"
 
 /** The whole HTTP API; each component adds its group here. */
 export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(SystemApi)
+  .add(VenueAdminApi)
+  .add(DeviceApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -3,17 +3,23 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
+import { DeviceAuth } from "../http/DeviceAuth.js"
+import { DeviceHandlers } from "../http/handlers/Device.js"
 import { SystemHandlers } from "../http/handlers/System.js"
+import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
 import { AdminAuth } from "../http/Security.js"
 import { AppConfig } from "./Config.js"
+import { IdentityLive } from "./Identity.js"
 
 /** Every handler group of the API; each component adds its own here. */
-const HandlersLive = Layer.mergeAll(SystemHandlers)
+const HandlersLive = Layer.mergeAll(SystemHandlers, VenueAdminHandlers, DeviceHandlers)
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(HandlersLive),
-  Layer.provide(AdminAuth.layer)
+  Layer.provide(AdminAuth.layer),
+  Layer.provide(DeviceAuth.layer),
+  Layer.provide(IdentityLive)
 )
 
 /** The HTTP server: the API, `/openapi.json`, `/docs`, problem+json errors and request metrics. */

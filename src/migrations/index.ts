@@ -1,7 +1,8 @@
 import type { Migration } from "../services/Migrator.js"
+import { migration as identity } from "./0300_identity.js"
 
 /**
  * Every schema change of the project, one module per component. Ids are reserved per component
  * in blocks of 100 so that work on separate components never picks the same id.
  */
-export const migrations: ReadonlyArray<Migration> = []
+export const migrations: ReadonlyArray<Migration> = [identity]
