@@ -108,6 +108,84 @@ const config = Config.all({
     "(generated)",
     "Base64 of 32 random bytes that wraps every person's template data key. Unset: generated once into DATA_DIR/secrets.json.",
     optionalSecret
+  ),
+  ticketProviderUrl: setting(
+    "TICKET_PROVIDER_URL",
+    "(unset)",
+    "Base URL of the pretix-style ticketing API, organizer included (http://host/api/v1/organizers/ORG). Unset: ticket sync is disabled.",
+    (n) => Config.option(Config.url(n))
+  ),
+  ticketProviderToken: setting(
+    "TICKET_PROVIDER_TOKEN",
+    "(unset)",
+    "API token sent to the ticketing provider as `Authorization: Token ...`.",
+    optionalSecret
+  ),
+  ticketProviderTimeoutMs: setting(
+    "TICKET_PROVIDER_TIMEOUT_MS",
+    "5000",
+    "Milliseconds one provider request (connect, answer and body) may take before it counts as failed.",
+    int(5000, 1)
+  ),
+  ticketProviderRetries: setting(
+    "TICKET_PROVIDER_RETRIES",
+    "3",
+    "Retries of a provider request that failed transiently (unreachable, 5xx, 429), with exponential backoff and jitter.",
+    int(3, 0)
+  ),
+  ticketProviderRetryBaseMs: setting(
+    "TICKET_PROVIDER_RETRY_BASE_MS",
+    "200",
+    "Milliseconds before the first retry; each further retry waits about twice as long (jittered).",
+    int(200, 1)
+  ),
+  ticketProviderRetryAfterMaxMs: setting(
+    "TICKET_PROVIDER_RETRY_AFTER_MAX_MS",
+    "30000",
+    "Longest Retry-After (milliseconds) waited within one call; a longer one ends the call as rate limited.",
+    int(30_000, 0)
+  ),
+  ticketProviderConcurrency: setting(
+    "TICKET_PROVIDER_CONCURRENCY",
+    "4",
+    "Provider requests in flight at once per process.",
+    int(4, 1)
+  ),
+  ticketProviderBreakerFailures: setting(
+    "TICKET_PROVIDER_BREAKER_FAILURES",
+    "5",
+    "Consecutive failed provider requests that open the circuit breaker.",
+    int(5, 1)
+  ),
+  ticketProviderBreakerOpenMs: setting(
+    "TICKET_PROVIDER_BREAKER_OPEN_MS",
+    "30000",
+    "Milliseconds the open breaker rejects provider requests before it lets probes through.",
+    int(30_000, 1)
+  ),
+  ticketProviderBreakerProbes: setting(
+    "TICKET_PROVIDER_BREAKER_PROBES",
+    "2",
+    "Probe requests a half-open breaker admits; as many successes close it, one failure opens it again.",
+    int(2, 1)
+  ),
+  ticketSyncIntervalMs: setting(
+    "TICKET_SYNC_INTERVAL_MS",
+    "30000",
+    "Milliseconds between ticket sync runs of one mapped event (jittered).",
+    int(30_000, 10)
+  ),
+  ticketSyncPageSize: setting(
+    "TICKET_SYNC_PAGE_SIZE",
+    "100",
+    "Tickets requested per provider page.",
+    int(100, 1)
+  ),
+  ticketSyncOverlapMs: setting(
+    "TICKET_SYNC_OVERLAP_MS",
+    "5000",
+    "Milliseconds before the sync cursor that each run reads again, for changes the provider commits late.",
+    int(5000, 0)
   )
 })
 
@@ -125,6 +203,19 @@ export interface AppConfigShape {
   readonly maxBodyBytes: number
   readonly adminKey: Option.Option<Redacted.Redacted>
   readonly masterKey: Option.Option<Redacted.Redacted>
+  readonly ticketProviderUrl: Option.Option<URL>
+  readonly ticketProviderToken: Option.Option<Redacted.Redacted>
+  readonly ticketProviderTimeoutMs: number
+  readonly ticketProviderRetries: number
+  readonly ticketProviderRetryBaseMs: number
+  readonly ticketProviderRetryAfterMaxMs: number
+  readonly ticketProviderConcurrency: number
+  readonly ticketProviderBreakerFailures: number
+  readonly ticketProviderBreakerOpenMs: number
+  readonly ticketProviderBreakerProbes: number
+  readonly ticketSyncIntervalMs: number
+  readonly ticketSyncPageSize: number
+  readonly ticketSyncOverlapMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */

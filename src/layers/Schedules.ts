@@ -26,3 +26,22 @@ export const supervisorRestart = Schedule.exponential(Duration.millis(250), 2).p
   Schedule.jittered,
   Schedule.resetAfter(Duration.minutes(1))
 )
+
+/**
+ * A ticketing provider request that failed transiently: exponential backoff with jitter, a bounded
+ * number of retries, and never sooner than the provider's `Retry-After` (read by `retryAfterMs`).
+ */
+export const providerRetry = <E>(
+  settings: { readonly baseMs: number; readonly retries: number },
+  retryAfterMs: (error: E) => number | undefined
+) =>
+  Schedule.exponential(Duration.millis(settings.baseMs), 2).pipe(
+    Schedule.jittered,
+    Schedule.intersect(Schedule.recurs(settings.retries)),
+    Schedule.intersect(Schedule.identity<E>()),
+    Schedule.modifyDelay(([, error], delay) => Duration.max(delay, Duration.millis(retryAfterMs(error) ?? 0)))
+  )
+
+/** Between two sync runs of one mapped event: the interval, jittered so that events spread out. */
+export const ticketSyncInterval = (intervalMs: number) =>
+  Schedule.spaced(Duration.millis(intervalMs)).pipe(Schedule.jittered)
