@@ -107,6 +107,27 @@ export const decide = (
   return { outcome: new Outcome({ decision: "granted", reason: null, flagged: null }), presence: next }
 }
 
+/**
+ * Which of a person's tickets a scan applies to: the first one the rules let through (for an
+ * exit, preferably one that is inside), else the first valid ticket of the event, else the first.
+ * Candidates come in a stable order; -1 when there are none.
+ */
+export const pickTicket = (
+  rules: ListRules,
+  candidates: ReadonlyArray<{ readonly presence: Presence; readonly resolution: Resolution }>,
+  scan: Scan
+): number => {
+  const passes = (c: (typeof candidates)[number]) => refusal(rules, c.presence, c.resolution, scan) === null
+  const firstWhere = (p: (c: (typeof candidates)[number]) => boolean) => candidates.findIndex(p)
+  const order = [
+    ...(scan.direction === "exit" ? [firstWhere((c) => c.presence.inside && passes(c))] : []),
+    firstWhere(passes),
+    firstWhere((c) => c.resolution._tag === "Ticket" && c.resolution.inEvent && c.resolution.valid),
+    candidates.length > 0 ? 0 : -1
+  ]
+  return order.find((i) => i !== -1) ?? -1
+}
+
 /** A device reused a scan nonce for a different scan: neither outcome may be given for the other. */
 export class NonceReused extends Data.TaggedError("NonceReused")<{ readonly nonce: string }> {}
 
