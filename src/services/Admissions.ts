@@ -17,6 +17,7 @@ import {
   resolvedTicket,
   unresolved
 } from "../domain/CheckIn.js"
+import { EventNotFound } from "../domain/Identity.js"
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -40,17 +41,6 @@ export class ProbeRejected extends Schema.TaggedError<ProbeRejected>()(
 ) {
   override get message() {
     return this.detail
-  }
-}
-
-/** Unknown event, or one the caller does not act for. */
-export class AdmissionEventNotFound extends Schema.TaggedError<AdmissionEventNotFound>()(
-  "EventNotFound",
-  { id: Schema.String },
-  HttpApiSchema.annotations({ status: 404 })
-) {
-  override get message() {
-    return `event ${this.id} was not found`
   }
 }
 
@@ -198,7 +188,7 @@ export interface AdmissionsShape {
    */
   readonly admit: (
     scan: Scan
-  ) => Effect.Effect<Admitted, ScanNonceReused | AdmissionEventNotFound | ProbeRejected | SqlError>
+  ) => Effect.Effect<Admitted, ScanNonceReused | EventNotFound | ProbeRejected | SqlError>
   /** Admissions of an event in decision order after `after`, with the conflicts among them. */
   readonly list: (
     eventId: string,
@@ -432,7 +422,7 @@ export const make = Effect.gen(function*() {
       if (Option.isSome(seen)) return yield* replay(seen.value, scan, fingerprint)
 
       const venue = yield* directory.eventVenue(scan.eventId)
-      if (Option.isNone(venue)) return yield* new AdmissionEventNotFound({ id: scan.eventId })
+      if (Option.isNone(venue)) return yield* new EventNotFound({ id: scan.eventId })
       const sameVenue = venue.value === scan.venueId
 
       // Identification is in-memory work on the matching component: done before any lock is held.
