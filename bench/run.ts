@@ -11,13 +11,15 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { consumerScenario } from "./consumer.js"
 import { httpScenario } from "./http.js"
+import { identifyScenario } from "./identify.js"
 import type { BenchContext } from "./support/context.js"
 import { openServer, serverSettings } from "./support/database.js"
 import { document, type Section } from "./support/report.js"
 
 const scenarios: Record<string, (context: BenchContext) => Promise<Section>> = {
   consumer: consumerScenario,
-  http: httpScenario
+  http: httpScenario,
+  identify: identifyScenario
 }
 
 const option = (name: string): string | undefined => {

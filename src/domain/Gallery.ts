@@ -1,16 +1,14 @@
+import { allocateKernel, kernelStride, laneDot, pageBytes, type ScoresFunction, type WasmMemory } from "./Kernel.js"
 import { dotAt } from "./Vector.js"
 
-/** One template as a gallery holds it: normalised vector, owner and the source's version tag. */
+/** One template as a gallery holds it: its id, its owner and its normalised vector. */
 export interface GalleryTemplate {
   readonly templateId: string
   readonly personId: string
-  /**
-   * A 32-bit integer the source derives from the template's identity. The gallery keeps the sum
-   * of its tags so that a cheap aggregate in the source tells whether the two still agree.
-   */
-  readonly tag: number
   readonly vector: Float32Array
 }
+
+const pagesFor = (rows: number, dimension: number) => Math.ceil(((rows + 1) * dimension + rows) * 4 / pageBytes)
 
 /** A person found by a search and the best score of any of their templates. */
 export interface Candidate {
@@ -24,9 +22,13 @@ export const ranksBefore = (scoreA: number, personA: string, scoreB: number, per
 
 /**
  * The templates of one model in one gallery, stored as ONE contiguous `Float32Array` of
- * `capacity x dimension` values with parallel arrays for template ids, owners and tags. Rows are
+ * `capacity x dimension` values with parallel arrays of template ids and owners. Rows are
  * in no order: removing a template moves the last row into its place, so the block stays dense
  * and a search is one linear pass over memory.
+ *
+ * When the dimension is a multiple of 16 the block lives in WebAssembly memory and searches score
+ * it with the SIMD kernel (`Kernel.ts`, float32 arithmetic); otherwise with `dotAt` (double
+ * arithmetic). `scoreOf` scores one vector exactly as a search would.
  *
  * Mutations and searches are synchronous, so on one JavaScript thread a search always sees a
  * whole state, never a half-applied change.
@@ -34,20 +36,33 @@ export const ranksBefore = (scoreA: number, personA: string, scoreB: number, per
 export class Gallery {
   readonly dimension: number
   #vectors: Float32Array
+  // WebAssembly layout: [vectors: capacity x dimension][probe: dimension][scores: capacity], in floats.
+  #memory: WasmMemory | undefined
+  #kernel: ScoresFunction | null = null
+  #probe: Float32Array | undefined
+  #scores: Float32Array | undefined
   #templateIds: Array<string> = []
   #owners: Array<string> = []
-  #tags: Int32Array
+  #capacity: number
   #size = 0
-  #checksum = 0
   readonly #rowOf = new Map<string, number>()
   readonly #templatesOf = new Map<string, Set<string>>()
 
   constructor(dimension: number, capacity = 16) {
     if (!Number.isInteger(dimension) || dimension <= 0) throw new RangeError("dimension must be a positive integer")
     this.dimension = dimension
-    const rows = Math.max(1, capacity)
-    this.#vectors = new Float32Array(rows * dimension)
-    this.#tags = new Int32Array(rows)
+    this.#capacity = Math.max(1, capacity)
+    this.#vectors = this.#allocate(this.#capacity)
+  }
+
+  /** Scores `vector` against `probe` with the arithmetic this gallery's searches use. */
+  scoreOf(vector: Float32Array, probe: Float32Array): number {
+    return this.#kernel === null ? dotAt(vector, 0, probe, this.dimension) : laneDot(vector, 0, probe, this.dimension)
+  }
+
+  /** Whether searches run on the WebAssembly SIMD kernel. */
+  get accelerated(): boolean {
+    return this.#kernel !== null
   }
 
   /** Number of templates. */
@@ -60,14 +75,9 @@ export class Gallery {
     return this.#templatesOf.size
   }
 
-  /** Sum of the tags of every template held. */
-  get checksum(): number {
-    return this.#checksum
-  }
-
   /** Rows the vector block can hold before it grows. */
   get capacity(): number {
-    return this.#tags.length
+    return this.#capacity
   }
 
   has(templateId: string): boolean {
@@ -98,8 +108,6 @@ export class Gallery {
     this.#vectors.set(template.vector, row * this.dimension)
     this.#templateIds[row] = template.templateId
     this.#owners[row] = template.personId
-    this.#tags[row] = template.tag
-    this.#checksum += template.tag | 0
     this.#rowOf.set(template.templateId, row)
     const owned = this.#templatesOf.get(template.personId)
     if (owned === undefined) this.#templatesOf.set(template.personId, new Set([template.templateId]))
@@ -112,13 +120,11 @@ export class Gallery {
     if (row === undefined) return false
     const person = this.#owners[row]
     const last = this.#size - 1
-    this.#checksum -= this.#tags[row]
     if (row !== last) {
       const d = this.dimension
       this.#vectors.copyWithin(row * d, last * d, last * d + d)
       this.#templateIds[row] = this.#templateIds[last]
       this.#owners[row] = this.#owners[last]
-      this.#tags[row] = this.#tags[last]
       this.#rowOf.set(this.#templateIds[row], row)
     }
     this.#templateIds.length = last
@@ -160,8 +166,9 @@ export class Gallery {
     let count = 0
     let floor = threshold
 
+    const computed = this.#kernel === null ? undefined : this.#scoreAll(probe)
     for (let row = 0, offset = 0; row < n; row++, offset += d) {
-      const score = dotAt(vectors, offset, probe, d)
+      const score = computed === undefined ? dotAt(vectors, offset, probe, d) : computed[row]
       if (score < floor) continue
       const person = owners[row]
 
@@ -204,20 +211,61 @@ export class Gallery {
     if (probe.length !== this.dimension) throw new RangeError("probe and gallery dimensions differ")
     const owned = this.#templatesOf.get(personId)
     if (owned === undefined) return undefined
+    const d = this.dimension
     let best = -Infinity
     for (const id of owned) {
-      const score = dotAt(this.#vectors, this.#rowOf.get(id)! * this.dimension, probe, this.dimension)
+      const offset = this.#rowOf.get(id)! * d
+      const score = this.#kernel === null
+        ? dotAt(this.#vectors, offset, probe, d)
+        : laneDot(this.#vectors, offset, probe, d)
       if (score > best) best = score
     }
     return best
   }
 
+  #scoreAll(probe: Float32Array): Float32Array {
+    const floats = this.#capacity * this.dimension
+    this.#probe!.set(probe)
+    this.#kernel!(0, floats * 4, this.#size, this.dimension, (floats + this.dimension) * 4)
+    return this.#scores!
+  }
+
+  /** A block for `rows` rows: in WebAssembly memory when the kernel applies, else a plain array. */
+  #allocate(rows: number): Float32Array {
+    const d = this.dimension
+    if (d % kernelStride === 0) {
+      const kernel = allocateKernel(pagesFor(rows, d))
+      if (kernel !== null) {
+        this.#memory = kernel.memory
+        this.#kernel = kernel.scores
+        this.#views(rows)
+        return this.#vectors
+      }
+    }
+    return new Float32Array(rows * d)
+  }
+
+  #views(rows: number): void {
+    const d = this.dimension
+    const buffer = this.#memory!.buffer
+    this.#vectors = new Float32Array(buffer, 0, rows * d)
+    this.#probe = new Float32Array(buffer, rows * d * 4, d)
+    this.#scores = new Float32Array(buffer, (rows * d + d) * 4, rows)
+  }
+
   #resize(rows: number): void {
-    const vectors = new Float32Array(rows * this.dimension)
-    vectors.set(this.#vectors.subarray(0, this.#size * this.dimension))
-    const tags = new Int32Array(rows)
-    tags.set(this.#tags.subarray(0, this.#size))
-    this.#vectors = vectors
-    this.#tags = tags
+    if (this.#memory !== undefined && rows > this.#capacity) {
+      // Growing keeps the rows where they are: the block starts at address 0.
+      const pages = pagesFor(rows, this.dimension)
+      const have = this.#memory.buffer.byteLength / pageBytes
+      if (pages > have) this.#memory.grow(pages - have)
+      this.#views(rows)
+    } else {
+      // WebAssembly memory cannot shrink: a smaller gallery moves to a new block.
+      const copy = this.#vectors.slice(0, this.#size * this.dimension)
+      this.#vectors = this.#allocate(rows)
+      this.#vectors.set(copy)
+    }
+    this.#capacity = rows
   }
 }
