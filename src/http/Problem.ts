@@ -101,6 +101,18 @@ const typedProblem = (error: object & { readonly _tag: string; readonly message:
   return problem(status, error._tag, error.message || sentence(error._tag), fields)
 }
 
+/**
+ * The problem a typed error answers with when its class declares an HTTP status (none for other
+ * values): lets an adapter render, store and replay an error's answer itself.
+ */
+export const errorProblem = (error: unknown): Option.Option<Problem> => {
+  if (!Predicate.isObject(error) || !Predicate.hasProperty(error, "_tag") || typeof error._tag !== "string") {
+    return Option.none()
+  }
+  const status = declaredStatus(error)
+  return status === undefined ? Option.none() : Option.some(typedProblem(error as any, status))
+}
+
 /** Maps a request's failure to a problem; defects and unknown failures become a 500 with a correlation id. */
 const causeToProblem = (cause: Cause.Cause<unknown>, requestId: string) =>
   Effect.gen(function*() {

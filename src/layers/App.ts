@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import { migrations } from "../migrations/index.js"
 import { Health } from "../services/Health.js"
+import { Inbox, retentionLoop } from "../services/Inbox.js"
 import { migrate } from "../services/Migrator.js"
 import { supervised } from "../services/Supervisor.js"
 import { AppConfig } from "./Config.js"
@@ -33,6 +34,14 @@ const SchemaLive = Layer.scopedDiscard(Effect.gen(function*() {
   )
 }))
 
+/** The inbox, and its retention loop deleting processed messages past the de-duplication window. */
+const InboxLive = Layer.scopedDiscard(
+  Effect.flatMap(
+    AppConfig,
+    (config) => supervised("inbox-retention", retentionLoop(Duration.millis(config.inboxRetentionIntervalMs)))
+  )
+).pipe(Layer.provideMerge(Inbox.layer))
+
 /** Process-wide services that every component reports to. */
 export const ObservabilityLive = Layer.mergeAll(Health.layer, Prometheus.layer)
 
@@ -41,6 +50,7 @@ export const ObservabilityLive = Layer.mergeAll(Health.layer, Prometheus.layer)
  * their own database and secrets, the process provides `DatabaseLive`.
  */
 export const ServerLive = HttpLive.pipe(
+  Layer.provideMerge(InboxLive),
   Layer.provide(SchemaLive),
   Layer.provideMerge(ObservabilityLive)
 )

@@ -186,6 +186,36 @@ const config = Config.all({
     "5000",
     "Milliseconds before the sync cursor that each run reads again, for changes the provider commits late.",
     int(5000, 0)
+  ),
+  inboxRetentionHours: setting(
+    "INBOX_RETENTION_HOURS",
+    "168",
+    "Hours a processed message is remembered: a copy arriving later runs again. Must exceed every redelivery horizon.",
+    int(168, 1)
+  ),
+  inboxClaimLeaseMs: setting(
+    "INBOX_CLAIM_LEASE_MS",
+    "30000",
+    "Milliseconds after which a message claim whose holder died (no open transaction) may be taken over.",
+    int(30_000, 100)
+  ),
+  inboxWaitMs: setting(
+    "INBOX_WAIT_MS",
+    "5000",
+    "Milliseconds a caller that chose to wait for a concurrent copy of its message waits before giving up.",
+    int(5000, 0)
+  ),
+  inboxRetentionBatchSize: setting(
+    "INBOX_RETENTION_BATCH_SIZE",
+    "500",
+    "Processed messages deleted per statement by the retention loop (small batches keep locks short).",
+    int(500, 1)
+  ),
+  inboxRetentionIntervalMs: setting(
+    "INBOX_RETENTION_INTERVAL_MS",
+    "60000",
+    "Milliseconds between two passes of the inbox retention loop.",
+    int(60_000, 100)
   )
 })
 
@@ -216,6 +246,11 @@ export interface AppConfigShape {
   readonly ticketSyncIntervalMs: number
   readonly ticketSyncPageSize: number
   readonly ticketSyncOverlapMs: number
+  readonly inboxRetentionHours: number
+  readonly inboxClaimLeaseMs: number
+  readonly inboxWaitMs: number
+  readonly inboxRetentionBatchSize: number
+  readonly inboxRetentionIntervalMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */
@@ -225,6 +260,22 @@ export class AppConfig extends Context.Tag("gatehouse/AppConfig")<AppConfig, App
   static readonly make = (overrides: Partial<AppConfigShape> = {}) =>
     Layer.effect(AppConfig, Effect.map(config, (c) => ({ ...c, ...overrides })))
 }
+
+/** How long after its first delivery a message may still arrive again, and why. */
+export interface RedeliveryHorizon {
+  readonly source: string
+  readonly ms: number
+}
+
+/**
+ * The longest time after a first delivery at which each source may deliver a copy of the same
+ * message, under this configuration. The inbox refuses to start unless its retention window is
+ * longer than each of them, because a copy arriving after its record was deleted runs again.
+ * A component that redelivers (queue, relay, device uploads) adds its horizon here.
+ */
+export const redeliveryHorizons = (config: AppConfigShape): ReadonlyArray<RedeliveryHorizon> => [
+  { source: "INBOX_CLAIM_LEASE_MS (an abandoned claim is taken over after it)", ms: config.inboxClaimLeaseMs }
+]
 
 /** Text for `--help`: every setting with its default. */
 export const helpText = (): string => {

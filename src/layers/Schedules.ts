@@ -45,3 +45,11 @@ export const providerRetry = <E>(
 /** Between two sync runs of one mapped event: the interval, jittered so that events spread out. */
 export const ticketSyncInterval = (intervalMs: number) =>
   Schedule.spaced(Duration.millis(intervalMs)).pipe(Schedule.jittered)
+
+/** Waiting for a concurrent copy of a message to finish: frequent at first, within the caller's budget. */
+export const inboxWait = (budget: Duration.DurationInput) =>
+  Schedule.exponential(Duration.millis(20), 1.5).pipe(
+    Schedule.either(Schedule.spaced(Duration.millis(250))),
+    Schedule.jittered,
+    Schedule.upTo(budget)
+  )
