@@ -1,0 +1,664 @@
+import { Duration, Effect } from "effect"
+import { admin, device, enrollmentBody, modelDimension, type Scan } from "./Api.js"
+import type { Client, Reply } from "./Client.js"
+import { makeFaceModel } from "./Embeddings.js"
+import { buysTicket, enrolls, type PlannedPerson, population, shouldEnter } from "./Population.js"
+import { uuidFrom } from "./Random.js"
+import { admittedTwice, type Check, duplicates, expectNone, fail, pass, rateCheck, skip } from "./Report.js"
+import type { Scenario, World } from "./World.js"
+
+/** What devices were told about one message, for comparing with the database afterwards. */
+interface Delivery {
+  readonly key: string
+  readonly deviceId: string
+  status: "pending" | "answered" | "gave-up"
+  /** Every final answer the device received for this message: the first, and replays. */
+  readonly answers: Array<{ readonly status: number; readonly summary: string }>
+}
+
+interface ScanRecord extends Delivery {
+  readonly nonce: string
+  readonly person: PlannedPerson | undefined
+  readonly direction: "entry" | "exit"
+  readonly offline: boolean
+  decision: string | undefined
+  reason: string | undefined
+}
+
+interface Device {
+  readonly name: string
+  readonly deviceId: string
+  readonly key: string
+  readonly client: Client
+}
+
+interface Kiosk extends Device {
+  readonly buffer: Array<{ readonly person: PlannedPerson; readonly delivery: Delivery }>
+}
+
+interface Gate extends Device {
+  readonly buffer: Array<ScanRecord>
+}
+
+interface PersonState {
+  readonly plan: PlannedPerson
+  enrollment: Delivery | undefined
+  ticket: { readonly id: number; readonly secret: string } | undefined
+  linked: boolean
+  admitted: boolean
+}
+
+interface Fleet {
+  venueId: string
+  eventId: string
+  providerEvent: string | undefined
+  mapped: boolean
+  kiosks: Array<Kiosk>
+  gates: Array<Gate>
+  people: Array<PersonState>
+  scans: Array<ScanRecord>
+  startedAt: number
+}
+
+const model = (seed: string) => makeFaceModel({ seed, dimension: modelDimension, noise: 0.5 })
+
+const summarise = (reply: Reply): string =>
+  reply.status >= 400
+    ? `${reply.status} ${reply.body?.code ?? ""}`
+    : JSON.stringify({ decision: reply.body?.decision, reason: reply.body?.reason, personId: reply.body?.personId })
+
+const record = (delivery: Delivery, reply: Reply) => {
+  delivery.status = "answered"
+  delivery.answers.push({ status: reply.status, summary: summarise(reply) })
+}
+
+const must = (reply: Reply, what: string) =>
+  reply.status < 300
+    ? Effect.succeed(reply.body)
+    : Effect.fail(new Error(`${what}: ${reply.status} ${reply.body?.detail ?? ""}`))
+
+const sleepUntil = (fleet: Fleet, atMs: number) =>
+  Effect.suspend(() => Effect.sleep(Duration.millis(Math.max(0, fleet.startedAt + atMs - Date.now()))))
+
+/**
+ * The fleet: enrollment kiosks, ticket sales in the provider, gates scanning arriving people and
+ * strangers. Built on the running service's API; a capability it does not offer yet is skipped
+ * and its invariants are reported as skipped, never as passed.
+ */
+export const makeFleetScenario = (): Scenario => {
+  let fleet: Fleet | undefined
+  const get = () => fleet!
+
+  const setup = (world: World) =>
+    Effect.gen(function*() {
+      const operator = world.client("operator")
+      const can = world.capabilities
+      const kioskCount = Math.max(2, Math.ceil(world.options.people / 60))
+      const gateCount = 4
+      const plans = population({
+        seed: world.options.seed,
+        people: world.options.people,
+        durationMs: world.options.durationSeconds * 1000,
+        kiosks: kioskCount
+      })
+      world.stats.set("peoplePlanned", plans.filter(enrolls).length)
+      const f: Fleet = {
+        venueId: "",
+        eventId: "",
+        providerEvent: undefined,
+        mapped: false,
+        kiosks: [],
+        gates: [],
+        people: plans.map((plan) => ({
+          plan,
+          enrollment: undefined,
+          ticket: undefined,
+          linked: false,
+          admitted: false
+        })),
+        scans: [],
+        startedAt: 0
+      }
+      fleet = f
+      if (!can.has("POST", "/v1/admin/venues")) return
+
+      const venue = yield* operator.call(admin.createVenue(world.adminKey, `Demo arena ${world.options.seed}`))
+      f.venueId = (yield* must(venue, "create venue")).venueId
+      const makeDevice = (name: string) =>
+        Effect.gen(function*() {
+          const reply = yield* operator.call(admin.createDevice(world.adminKey, f.venueId, name))
+          const body = yield* must(reply, `create device ${name}`)
+          return { name, deviceId: body.device.deviceId, key: body.key.apiKey, client: world.client(name) }
+        })
+      for (let i = 0; i < kioskCount; i++) f.kiosks.push({ ...(yield* makeDevice(`kiosk-${i + 1}`)), buffer: [] })
+      for (let i = 0; i < gateCount; i++) {
+        f.gates.push({ ...(yield* makeDevice(`gate-${String.fromCharCode(65 + i)}`)), buffer: [] })
+      }
+      const now = Date.now()
+      const event = yield* operator.call(
+        admin.createEvent(
+          world.adminKey,
+          f.venueId,
+          "Opening night",
+          new Date(now - 3600_000),
+          new Date(now + 12 * 3600_000)
+        )
+      )
+      f.eventId = (yield* must(event, "create event")).eventId
+      world.display.event(
+        `venue, event, ${kioskCount} kiosks and ${gateCount} gates created; ${plans.length} people in the population`
+      )
+      if (world.provider !== undefined) {
+        const created = yield* world.provider.control("POST", "/_sim/events", { name: "Opening night", tickets: 0 })
+        f.providerEvent = String(created.slug)
+      }
+    })
+
+  const enrollRequest = (world: World, person: PlannedPerson) => {
+    const faces = model(world.options.seed)
+    return {
+      personId: person.id,
+      externalRef: person.ref,
+      vectors: [
+        faces.capture(person.ref, person.rng.fork("enroll-1")),
+        faces.capture(person.ref, person.rng.fork("enroll-2"))
+      ],
+      givenAt: new Date()
+    }
+  }
+
+  /** A kiosk enrolls a person: at once when online, else buffered for the next batch upload. */
+  const enroll = (world: World, f: Fleet, state: PersonState) =>
+    Effect.gen(function*() {
+      const kiosk = f.kiosks[state.plan.kiosk]!
+      const delivery: Delivery = {
+        key: `enroll-${state.plan.id}`,
+        deviceId: kiosk.deviceId,
+        status: "pending",
+        answers: []
+      }
+      state.enrollment = delivery
+      if (world.offline.kiosk && world.capabilities.has("POST", "/v1/device-messages")) {
+        kiosk.buffer.push({ person: state.plan, delivery })
+        return
+      }
+      const reply = yield* kiosk.client.call(device.enroll(kiosk.key, enrollRequest(world, state.plan), delivery.key))
+        .pipe(
+          Effect.catchTag("DeviceGaveUp", () => Effect.succeed(undefined))
+        )
+      if (reply === undefined) {
+        delivery.status = "gave-up"
+        return
+      }
+      record(delivery, reply)
+      if (reply.status < 300) world.stats.inc("enrolled")
+      else world.stats.inc("enrollRejected")
+    })
+
+  const sellTicket = (world: World, f: Fleet, state: PersonState) =>
+    Effect.gen(function*() {
+      if (world.provider === undefined || f.providerEvent === undefined) return
+      const created = yield* world.provider.control("POST", `/_sim/events/${f.providerEvent}/tickets`, {
+        count: 1,
+        holderReference: state.plan.ref
+      })
+      const ticket = Array.isArray(created) ? created[0] : created
+      state.ticket = { id: Number(ticket.id), secret: String(ticket.secret) }
+      world.stats.inc("ticketsSold")
+    })
+
+  const scan = (
+    world: World,
+    f: Fleet,
+    person: PlannedPerson | undefined,
+    direction: "entry" | "exit",
+    probeRng: string
+  ) =>
+    Effect.gen(function*() {
+      const rng = person?.rng ?? world.rng.fork(probeRng)
+      const gate = rng.pick(f.gates)
+      const faces = model(world.options.seed)
+      const face = person?.ref ?? `stranger-${probeRng}`
+      const nonce = uuidFrom(rng)
+      const s: Scan = {
+        nonce,
+        eventId: f.eventId,
+        gate: gate.name,
+        direction,
+        probe: faces.capture(face, rng.fork(`probe-${nonce}`)),
+        deviceTime: new Date(),
+        offline: world.offline.gate
+      }
+      const rec: ScanRecord = {
+        key: `scan-${nonce}`,
+        deviceId: gate.deviceId,
+        nonce,
+        person,
+        direction,
+        offline: s.offline,
+        status: "pending",
+        answers: [],
+        decision: undefined,
+        reason: undefined
+      }
+      f.scans.push(rec)
+      world.stats.inc("scans")
+      if (person === undefined || person.role === "stranger") world.stats.inc("strangerScans")
+      if (s.offline) {
+        // The gate cannot reach the service: it lets the person through and keeps the fact to upload.
+        gate.buffer.push(rec)
+        pendingScans.set(rec.nonce, s)
+        world.stats.inc("offlineBuffered")
+        return rec
+      }
+      const reply = yield* gate.client.call(device.admit(gate.key, s, rec.key)).pipe(
+        Effect.catchTag("DeviceGaveUp", () => Effect.succeed(undefined))
+      )
+      if (reply === undefined) {
+        rec.status = "gave-up"
+        return rec
+      }
+      record(rec, reply)
+      rec.decision = reply.body?.decision
+      rec.reason = reply.body?.reason ?? undefined
+      if (rec.decision === "granted") world.stats.inc("admitted")
+      else world.stats.inc("denied")
+      return rec
+    })
+
+  const pendingScans = new Map<string, Scan>()
+
+  /** One person's evening: enroll, maybe be erased, arrive, look into the camera until let in or turned away. */
+  const journey = (world: World, f: Fleet, state: PersonState) =>
+    Effect.gen(function*() {
+      const p = state.plan
+      const can = world.capabilities
+      if (buysTicket(p)) {
+        yield* Effect.forkScoped(sleepUntil(f, p.saleAtMs).pipe(Effect.zipRight(sellTicket(world, f, state))))
+      }
+      if (enrolls(p) && can.has("POST", "/v1/people")) {
+        yield* sleepUntil(f, p.enrollAtMs)
+        yield* enroll(world, f, state)
+      }
+      if (p.role === "erased" && can.has("DELETE", "/v1/people/{personId}")) {
+        yield* waitFor(() => state.enrollment?.status !== "pending", f, world)
+        const kiosk = f.kiosks[p.kiosk]!
+        const reply = yield* kiosk.client.call(device.erase(kiosk.key, p.id, `erase-${p.id}`)).pipe(Effect.option)
+        if (reply._tag === "Some" && reply.value.status < 300) world.stats.inc("erased")
+      }
+      if (!can.has("POST", "/v1/admissions")) return
+      yield* sleepUntil(f, p.arriveAtMs)
+      if (shouldEnter(p)) {
+        // A ticket holder comes once their ticket reached the venue (synced and linked to them).
+        yield* waitFor(
+          () => state.linked || (state.enrollment?.status ?? "pending") !== "pending" && !f.mapped,
+          f,
+          world
+        )
+      }
+      const looks = shouldEnter(p) ? 8 : 3
+      for (let look = 0; look < looks; look++) {
+        const rec = yield* scan(world, f, p, "entry", `${p.index}-${look}`)
+        if (rec.offline || rec.decision === "granted") {
+          state.admitted = true
+          break
+        }
+        if (rec.reason !== "no_match" && rec.reason !== "no_ticket") break
+        // Denied as unknown: step back and look into the camera again.
+        yield* Effect.sleep(Duration.millis(1_000 + p.rng.int(1_500)))
+      }
+      if (!state.admitted) return
+      if (p.doubleEntry) {
+        yield* Effect.sleep(Duration.millis(500 + p.rng.int(1_500)))
+        yield* scan(world, f, p, "entry", `${p.index}-again`)
+      }
+      if (p.exits && !world.stopping.value) {
+        yield* Effect.sleep(Duration.millis(1_000 + p.rng.int(3_000)))
+        yield* scan(world, f, p, "exit", `${p.index}-exit`)
+        if (p.reenters) {
+          yield* Effect.sleep(Duration.millis(1_000 + p.rng.int(2_000)))
+          yield* scan(world, f, p, "entry", `${p.index}-back`)
+        }
+      }
+    })
+
+  /** Waits until `ready` holds, for at most some seconds after the load ended. */
+  const waitFor = (ready: () => boolean, _f: Fleet, world: World) =>
+    Effect.gen(function*() {
+      let after = 0
+      while (!ready()) {
+        if (world.stopping.value && ++after > 150) return
+        yield* Effect.sleep("200 millis")
+      }
+    })
+
+  const strangers = (world: World, f: Fleet) =>
+    Effect.gen(function*() {
+      // Passers-by who never enrolled walk up to the gates while the doors are open.
+      const rng = world.rng.fork("passers-by")
+      const count = Math.max(2, Math.round(world.options.people * 0.05))
+      yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
+        Effect.gen(function*() {
+          yield* sleepUntil(f, Math.round((0.3 + 0.5 * rng.next()) * world.options.durationSeconds * 1000))
+          yield* scan(world, f, undefined, "entry", `passer-${i}`)
+        }), { concurrency: "unbounded", discard: true })
+    })
+
+  /** Uploads buffered enrollments as batches when the kiosk is online, sometimes twice. */
+  const kioskUploads = (world: World, kiosk: Kiosk, final: boolean) =>
+    Effect.gen(function*() {
+      while (kiosk.buffer.length > 0 && (!world.offline.kiosk || final)) {
+        const batch = kiosk.buffer.splice(0, 20)
+        const items = batch.map((b) => ({
+          id: b.delivery.key,
+          type: "enroll",
+          body: enrollmentBody(enrollRequest(world, b.person))
+        }))
+        const rng = kiosk.client
+        const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+        for (let n = 0; n < sends; n++) {
+          if (n > 0) world.stats.inc("batchesResent")
+          world.stats.inc("batches")
+          const reply = yield* rng.call(device.messages(kiosk.key, items, `batch-${uuidFrom(world.rng)}`)).pipe(
+            Effect.option
+          )
+          if (reply._tag === "None") continue
+          const results: Array<any> = reply.value.body?.results ?? []
+          batch.forEach((b, i) => {
+            const result = results[i]
+            if (result === undefined) return
+            const wasPending = b.delivery.status === "pending"
+            b.delivery.status = "answered"
+            b.delivery.answers.push({
+              status: Number(result.status ?? 200),
+              summary: JSON.stringify(result.outcome ?? result)
+            })
+            if (wasPending) world.stats.inc(Number(result.status ?? 200) < 300 ? "enrolled" : "enrollRejected")
+          })
+        }
+      }
+    })
+
+  /** Uploads a gate's offline scans late: they are facts, recorded as they happened. */
+  const gateUploads = (world: World, gate: Gate, final: boolean) =>
+    Effect.gen(function*() {
+      while (gate.buffer.length > 0 && (!world.offline.gate || final)) {
+        const rec = gate.buffer.shift()!
+        const s = pendingScans.get(rec.nonce)!
+        const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+        for (let n = 0; n < sends; n++) {
+          if (n > 0) world.stats.inc("batchesResent")
+          const reply = yield* gate.client.call(device.admit(gate.key, s, rec.key)).pipe(Effect.option)
+          if (reply._tag === "None") {
+            rec.status = "gave-up"
+            continue
+          }
+          if (rec.status === "pending") world.stats.inc("offlineUploaded")
+          record(rec, reply.value)
+          rec.decision = reply.value.body?.decision
+          rec.reason = reply.value.body?.reason ?? undefined
+        }
+      }
+    })
+
+  const uploaders = (world: World, f: Fleet) =>
+    Effect.gen(function*() {
+      while (!world.stopping.value) {
+        yield* Effect.forEach(f.kiosks, (k) => kioskUploads(world, k, false), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        yield* Effect.forEach(f.gates, (g) => gateUploads(world, g, false), { concurrency: "unbounded", discard: true })
+        yield* Effect.sleep("500 millis")
+      }
+    })
+
+  /** Watches the event's synced tickets as a gate would, to know who can be expected at the door. */
+  const syncWatch = (world: World, f: Fleet) =>
+    Effect.gen(function*() {
+      if (!world.capabilities.has("GET", "/v1/events/{eventId}/tickets")) return
+      const gate = f.gates[0]!
+      const byRef = new Map(f.people.map((p) => [p.plan.ref, p]))
+      while (true) {
+        const reply = yield* gate.client.call({ ...device.tickets(gate.key, f.eventId), faults: false }).pipe(
+          Effect.option
+        )
+        if (reply._tag === "Some" && reply.value.status === 200) {
+          const tickets: Array<any> = reply.value.body?.tickets ?? []
+          world.stats.set("ticketsSynced", tickets.length)
+          for (const t of tickets) {
+            const person = byRef.get(t.holderReference ?? t.holder_reference)
+            if (person !== undefined && (t.personId ?? null) === person.plan.id) person.linked = true
+          }
+        }
+        if (
+          world.stopping.value && f.people.every((p) => !buysTicket(p.plan) || p.linked || p.ticket === undefined)
+        ) return
+        yield* Effect.sleep("1 second")
+      }
+    })
+
+  const load = (world: World) =>
+    Effect.scoped(Effect.gen(function*() {
+      const f = get()
+      f.startedAt = Date.now()
+      if (f.venueId === "") {
+        // Nothing to drive yet: probe the service like a device's heartbeat so faults meet traffic.
+        const client = world.client("heartbeat")
+        while (!world.stopping.value) {
+          yield* client.call({ method: "GET", path: "/health/ready", label: "heartbeat", faults: true }).pipe(
+            Effect.ignore
+          )
+          yield* Effect.sleep("200 millis")
+        }
+        return
+      }
+      yield* Effect.forkScoped(uploaders(world, f))
+      yield* Effect.forkScoped(syncWatch(world, f))
+      yield* Effect.forkScoped(strangers(world, f))
+      yield* Effect.forEach(f.people, (state) => journey(world, f, state), { concurrency: "unbounded", discard: true })
+    }))
+
+  const drain = (world: World) =>
+    Effect.gen(function*() {
+      const f = get()
+      yield* Effect.forEach(f.kiosks, (k) => kioskUploads(world, k, true), { concurrency: "unbounded", discard: true })
+      yield* Effect.forEach(f.gates, (g) => gateUploads(world, g, true), { concurrency: "unbounded", discard: true })
+      yield* settle(world)
+    })
+
+  const checks = (world: World) =>
+    Effect.gen(function*() {
+      const f = get()
+      if (f.venueId === "") {
+        return [skip("the fleet ran", "the service offers no venue administration yet: only health probes ran")]
+      }
+      return yield* fleetChecks(world, f)
+    })
+
+  return { name: "fleet", setup, load, drain, checks }
+}
+
+/** Waits until background work (outbox, queue, inbox claims) has settled. */
+const settle = (world: World) =>
+  Effect.gen(function*() {
+    const tables = yield* existingTables(world)
+    while (true) {
+      let busy = 0
+      if (tables.has("inbox_messages")) {
+        busy +=
+          (yield* world.sql<{ n: number }>`SELECT count(*)::int AS n FROM inbox_messages WHERE status = 'claimed'`)[0]!
+            .n
+      }
+      if (busy === 0) return
+      yield* Effect.sleep("500 millis")
+    }
+  })
+
+const existingTables = (world: World) =>
+  Effect.map(
+    world.sql<
+      { name: string }
+    >`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()`,
+    (rows) => new Set(rows.map((r) => r.name))
+  )
+
+const fleetChecks = (world: World, f: Fleet) =>
+  Effect.gen(function*() {
+    const checks: Array<Check> = []
+    const tables = yield* existingTables(world)
+
+    // Enrollment: each accepted enrollment is one person, and no retry or duplicate made another.
+    const sent = f.people.filter((p) => p.enrollment !== undefined)
+    const accepted = sent.filter((p) => p.enrollment!.answers.some((a) => a.status < 300))
+    const rows = yield* world.sql<{ id: string; external_ref: string | null }>`
+      SELECT id::text, external_ref FROM people WHERE venue_id = ${f.venueId}
+    `
+    const tombstones = yield* world.sql<{ id: string }>`
+      SELECT person_id::text AS id FROM tombstones WHERE venue_id = ${f.venueId}
+    `
+    const present = new Set([...rows.map((r) => r.id), ...tombstones.map((r) => r.id)])
+    const sentIds = new Set(sent.map((p) => p.plan.id))
+    const missing = accepted.filter((p) => !present.has(p.plan.id)).map((p) => p.plan.id)
+    const extra = rows.filter((r) => !sentIds.has(r.id)).map((r) => r.id)
+    checks.push(
+      missing.length + extra.length === 0
+        ? pass(
+          "every accepted enrollment applied once",
+          `${accepted.length} accepted enrollments, ${rows.length} people and ${tombstones.length} tombstones in the venue, none missing or extra`
+        )
+        : fail(
+          "every accepted enrollment applied once",
+          `${missing.length} accepted enrollments without a person, ${extra.length} people nobody enrolled`,
+          [...missing, ...extra]
+        )
+    )
+
+    if (tables.has("inbox_messages")) {
+      const claimed = yield* world.sql<
+        { scope: string; key: string }
+      >`SELECT scope, key FROM inbox_messages WHERE status = 'claimed'`
+      checks.push(expectNone(
+        "no message left half-processed",
+        claimed.map((c) => `${c.scope}/${c.key}`),
+        "no inbox claim outlived the run",
+        (n) => `${n} inbox claims still held after the drain`
+      ))
+    }
+
+    // Every answer a device got for one message (first, replays, duplicates) must agree.
+    const deliveries = [...f.people.flatMap((p) => p.enrollment === undefined ? [] : [p.enrollment]), ...f.scans]
+    const disagreeing = deliveries.filter((d) => new Set(d.answers.map((a) => a.summary)).size > 1)
+    checks.push(expectNone(
+      "replays returned the first outcome",
+      disagreeing.map((d) => d.key),
+      `${deliveries.reduce((n, d) => n + d.answers.length, 0)} answers to ${deliveries.length} messages agree`,
+      (n) => `${n} messages got different answers on resend`
+    ))
+
+    if (tables.has("admissions")) {
+      const admissions = yield* world.sql<{
+        id: number
+        device_id: string
+        nonce: string
+        ticket_id: string | null
+        direction: "entry" | "exit"
+        decision: string
+        reason: string | null
+        flagged: string | null
+        offline: boolean
+        person_id: string | null
+      }>`
+        SELECT id, device_id::text, nonce, ticket_id, direction, decision, reason, flagged, offline, person_id::text
+        FROM admissions WHERE event_id = ${f.eventId} ORDER BY id
+      `
+      const byNonce = new Map(admissions.map((a) => [`${a.device_id}/${a.nonce}`, a]))
+      const answered = f.scans.filter((s) => s.status === "answered")
+      const lost = answered.filter((s) => !byNonce.has(`${s.deviceId}/${s.nonce}`)).map((s) => s.nonce)
+      const mismatched = answered.filter((s) => {
+        const row = byNonce.get(`${s.deviceId}/${s.nonce}`)
+        return row !== undefined && s.decision !== undefined && row.decision !== s.decision
+      }).map((s) => s.nonce)
+      const scanned = new Set(f.scans.map((s) => `${s.deviceId}/${s.nonce}`))
+      const unknown = admissions.filter((a) => !scanned.has(`${a.device_id}/${a.nonce}`)).map((a) => a.nonce)
+      checks.push(
+        lost.length + mismatched.length + unknown.length === 0
+          ? pass(
+            "every accepted scan applied once",
+            `${answered.length} answered scans, ${admissions.length} admission records, one each`
+          )
+          : fail(
+            "every accepted scan applied once",
+            `${lost.length} answered scans without a record, ${mismatched.length} records that differ from the answer, ${unknown.length} records of no scan`,
+            [...lost, ...mismatched, ...unknown]
+          )
+      )
+      checks.push(expectNone(
+        "a scan nonce is recorded once",
+        duplicates(admissions, (a) => `${a.device_id}/${a.nonce}`),
+        `${admissions.length} records, no nonce twice`,
+        (n) => `${n} nonces recorded more than once`
+      ))
+
+      const passages = admissions
+        .filter((a) => a.decision === "granted" && a.flagged === null && a.ticket_id !== null)
+        .map((a) => ({ ticket: a.ticket_id!, direction: a.direction, order: a.id }))
+      checks.push(expectNone(
+        "no ticket admitted twice between exits",
+        admittedTwice(passages),
+        `${passages.length} granted passages over ${new Set(passages.map((p) => p.ticket)).size} tickets`,
+        (n) => `${n} tickets entered twice without leaving`
+      ))
+
+      const offline = f.scans.filter((s) => s.offline)
+      const notUploaded = offline.filter((s) => !byNonce.has(`${s.deviceId}/${s.nonce}`)).map((s) => s.nonce)
+      checks.push(
+        offline.length === 0
+          ? skip("every offline scan uploaded and recorded", "no gate was offline during the run")
+          : expectNone(
+            "every offline scan uploaded and recorded",
+            notUploaded,
+            `${offline.length} offline scans recorded as facts, ${
+              offline.filter((s) => byNonce.get(`${s.deviceId}/${s.nonce}`)?.flagged != null).length
+            } flagged`,
+            (n) => `${n} offline scans never reached the database`
+          )
+      )
+
+      // Rates: genuine attendees get in; strangers and people without a valid ticket never do.
+      const eligible = f.people.filter((p) =>
+        shouldEnter(p.plan) && p.linked && p.enrollment?.answers.some((a) => a.status < 300)
+      )
+      const entered = new Set(
+        admissions.filter((a) => a.direction === "entry" && a.decision === "granted" && a.person_id !== null)
+          .map((a) => a.person_id!)
+      )
+      const notAdmitted = eligible.filter((p) => !entered.has(p.plan.id) && !p.admitted)
+      checks.push(rateCheck(
+        "genuine attendees admitted",
+        "attendees with a linked ticket admitted",
+        eligible.length - notAdmitted.length,
+        eligible.length,
+        { atLeast: 0.95 },
+        notAdmitted.map((p) => p.plan.id)
+      ))
+      const outsiders = f.scans.filter((s) =>
+        s.direction === "entry" && !s.offline && (s.person === undefined || !shouldEnter(s.person))
+      )
+      const letIn = outsiders.filter((s) => byNonce.get(`${s.deviceId}/${s.nonce}`)?.decision === "granted")
+      checks.push(rateCheck(
+        "strangers and people without a valid ticket denied",
+        "online scans of people who must not enter were denied",
+        outsiders.length - letIn.length,
+        outsiders.length,
+        { atLeast: 1 },
+        letIn.map((s) => s.nonce)
+      ))
+    } else {
+      checks.push(skip("no ticket admitted twice between exits", "the service has no admissions yet"))
+    }
+
+    return checks
+  })
+
+export const fleetScenario = makeFleetScenario()
