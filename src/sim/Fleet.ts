@@ -442,17 +442,18 @@ export const makeFleetScenario = (): Scenario => {
     Effect.scoped(Effect.gen(function*() {
       const f = get()
       f.startedAt = Date.now()
-      if (f.venueId === "") {
-        // Nothing to drive yet: probe the service like a device's heartbeat so faults meet traffic.
-        const client = world.client("heartbeat")
+      // A monitoring device polls readiness throughout, so every fault meets traffic.
+      const monitor = world.client("monitor")
+      const heartbeat = Effect.gen(function*() {
         while (!world.stopping.value) {
-          yield* client.call({ method: "GET", path: "/health/ready", label: "heartbeat", faults: true }).pipe(
+          yield* monitor.call({ method: "GET", path: "/health/ready", label: "heartbeat", faults: true }).pipe(
             Effect.ignore
           )
-          yield* Effect.sleep("200 millis")
+          yield* Effect.sleep("250 millis")
         }
-        return
-      }
+      })
+      if (f.venueId === "") return yield* heartbeat
+      yield* Effect.forkScoped(heartbeat)
       yield* Effect.forkScoped(uploaders(world, f))
       yield* Effect.forkScoped(syncWatch(world, f))
       yield* Effect.forkScoped(strangers(world, f))
@@ -507,6 +508,10 @@ const fleetChecks = (world: World, f: Fleet) =>
   Effect.gen(function*() {
     const checks: Array<Check> = []
     const tables = yield* existingTables(world)
+    if (!world.capabilities.has("POST", "/v1/people")) {
+      checks.push(skip("every accepted enrollment applied once", "the service offers no enrollment yet"))
+      return checks
+    }
 
     // Enrollment: each accepted enrollment is one person, and no retry or duplicate made another.
     const sent = f.people.filter((p) => p.enrollment !== undefined)

@@ -70,10 +70,11 @@ export class Display {
     this.timer.unref()
   }
 
+  /** Stops the updates and prints the last status once; later calls do nothing. */
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.timer === undefined) return
+    clearInterval(this.timer)
     this.timer = undefined
-    if (this.options.quiet === true) return
     this.clear()
     this.writeStatus()
   }
