@@ -1,4 +1,4 @@
-import { main } from "./Main.js"
+import { main } from "./Command.js"
 
 /**
  * `npm run chaos`: the same invariants with only load and faults: several service instances on

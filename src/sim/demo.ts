@@ -1,4 +1,4 @@
-import { main } from "./Main.js"
+import { main } from "./Command.js"
 
 /**
  * `npm run demo`: the service, the provider simulator and a fleet of simulated devices over real
