@@ -162,7 +162,12 @@ export const run = (scenario: Scenario, options: RunOptions, title: string) =>
             LOG_LEVEL: "info",
             SHUTDOWN_GRACE_MS: "5000",
             ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
-            ...(provider === undefined ? {} : { TICKETING_PROVIDER_URL: provider.apiUrl })
+            // A demo lasts a minute: sync every second and let an open breaker probe after three.
+            ...(provider === undefined ? {} : {
+              TICKET_PROVIDER_URL: provider.apiUrl,
+              TICKET_SYNC_INTERVAL_MS: "1000",
+              TICKET_PROVIDER_BREAKER_OPEN_MS: "3000"
+            })
           }
         })
       )
