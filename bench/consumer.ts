@@ -1,4 +1,5 @@
 import { benchTables } from "./baseline.js"
+import { adminKey } from "./support/api.js"
 import type { BenchContext } from "./support/context.js"
 import { createDatabase, exec } from "./support/database.js"
 import type { Section } from "./support/report.js"
@@ -46,7 +47,7 @@ export const consumerScenario = async (context: BenchContext): Promise<Section> 
     HOST: "127.0.0.1",
     DATA_DIR: tempDataDir(),
     LOG_LEVEL: "warn",
-    ADMIN_KEY: "gh_admin_bench",
+    ADMIN_KEY: adminKey,
     DB_POOL_SIZE: "20"
   })
   const measures = new Measures()

@@ -1,4 +1,5 @@
 import { benchTables } from "./baseline.js"
+import { adminKey } from "./support/api.js"
 import type { BenchContext } from "./support/context.js"
 import { createDatabase, exec } from "./support/database.js"
 import { load, type Shot } from "./support/load.js"
@@ -32,7 +33,7 @@ export const httpScenario = async (context: BenchContext): Promise<Section> => {
     HOST: "127.0.0.1",
     DATA_DIR: tempDataDir(),
     LOG_LEVEL: "warn",
-    ADMIN_KEY: "gh_admin_bench"
+    ADMIN_KEY: adminKey
   })
   const measures = new Measures()
   const body = JSON.stringify({ note: "x".repeat(64) })
