@@ -11,7 +11,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { consumerScenario } from "./consumer.js"
 import { httpScenario } from "./http.js"
-import { identifyScenario } from "./identify.js"
+import { identifyInServiceScenario } from "./identifyService.js"
 import type { BenchContext } from "./support/context.js"
 import { openServer, serverSettings } from "./support/database.js"
 import { document, type Section } from "./support/report.js"
@@ -19,7 +19,7 @@ import { document, type Section } from "./support/report.js"
 const scenarios: Record<string, (context: BenchContext) => Promise<Section>> = {
   consumer: consumerScenario,
   http: httpScenario,
-  identify: identifyScenario
+  identify: identifyInServiceScenario
 }
 
 const option = (name: string): string | undefined => {
