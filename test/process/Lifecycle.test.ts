@@ -23,6 +23,7 @@ describe("the service process", () => {
     Effect.gen(function*() {
       const db = yield* freshDatabase
       const service = yield* spawnService({ DATABASE_URL: db.url })
+      expect(yield* ready(service.url)).toBe(200)
 
       service.signal("SIGTERM")
       const code = yield* Effect.promise(() => service.exited)

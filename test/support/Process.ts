@@ -16,8 +16,6 @@ export interface ServiceProcess {
   readonly signal: (signal: NodeJS.Signals) => void
 }
 
-const tsx = Path.resolve("node_modules/.bin/tsx")
-
 /**
  * Starts `src/main.ts` (or another entry) as a real child process on a free port and waits until
  * it listens. The scope kills it (SIGKILL) if the test left it running.
@@ -27,7 +25,8 @@ export const spawnService = (env: Record<string, string>, entry = "src/main.ts")
     Effect.promise(() =>
       new Promise<ServiceProcess>((resolve, reject) => {
         const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "gatehouse-proc-"))
-        const child = ChildProcess.spawn(tsx, [entry], {
+        // One process, not a tsx wrapper that relays signals: the pid we signal is the service.
+        const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", entry], {
           env: {
             ...process.env,
             PORT: "0",
@@ -46,7 +45,7 @@ export const spawnService = (env: Record<string, string>, entry = "src/main.ts")
         )
         const onData = (chunk: Buffer) => {
           output += chunk.toString("utf8")
-          const listening = /Listening on (http:\/\/[0-9.]+:[0-9]+)/.exec(output)
+          const listening = /Listening on (http:\/\/[0-9.]+:[0-9]+)[^0-9]/.exec(output)
           if (listening?.[1] !== undefined) {
             resolve({
               pid: child.pid!,
