@@ -1,5 +1,6 @@
 import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
+import * as Crypto from "node:crypto"
 
 /** Ids of the identity component: UUIDs, chosen by the server except person ids (see enrollment). */
 export const VenueId = Schema.UUID.pipe(Schema.brand("VenueId"))
@@ -171,4 +172,17 @@ export class EventTimesInvalid extends Schema.TaggedError<EventTimesInvalid>()(
   override get message() {
     return "endsAt must be after startsAt"
   }
+}
+
+/**
+ * The person id of an enrollment that names none: derived from the device and its message id
+ * (Idempotency-Key or batch message id), so every copy of that message enrolls the same person,
+ * even one arriving after the idempotency record expired. A UUID of version 8 (RFC 9562).
+ */
+export const derivePersonId = (deviceId: string, messageId: string): string => {
+  const digest = Crypto.createHash("sha256").update(`gatehouse:person:${deviceId}:${messageId}`, "utf8").digest()
+  digest[6] = (digest[6]! & 0x0f) | 0x80
+  digest[8] = (digest[8]! & 0x3f) | 0x80
+  const hex = digest.subarray(0, 16).toString("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
 }

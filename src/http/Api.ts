@@ -1,5 +1,6 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { DeviceApi } from "./api/Device.js"
+import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { SystemApi } from "./api/System.js"
 import { VenueAdminApi } from "./api/VenueAdmin.js"
 
@@ -8,6 +9,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(SystemApi)
   .add(VenueAdminApi)
   .add(DeviceApi)
+  .add(IdentityAdminApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -8,6 +8,7 @@ import { supervised } from "../services/Supervisor.js"
 import { AppConfig } from "./Config.js"
 import { DatabaseLive } from "./Database.js"
 import { HttpLive } from "./Http.js"
+import { RetentionLive } from "./Identity.js"
 import { LoggingLive } from "./Logging.js"
 import { Prometheus } from "./Metrics.js"
 import { Secrets } from "./Secrets.js"
@@ -49,7 +50,7 @@ export const ObservabilityLive = Layer.mergeAll(Health.layer, Prometheus.layer)
  * The whole service given a database (`SqlClient`), configuration and secrets: tests provide
  * their own database and secrets, the process provides `DatabaseLive`.
  */
-export const ServerLive = HttpLive.pipe(
+export const ServerLive = Layer.mergeAll(HttpLive, RetentionLive).pipe(
   Layer.provideMerge(InboxLive),
   Layer.provide(SchemaLive),
   Layer.provideMerge(ObservabilityLive)

@@ -216,6 +216,42 @@ const config = Config.all({
     "60000",
     "Milliseconds between two passes of the inbox retention loop.",
     int(60_000, 100)
+  ),
+  personRetentionDays: setting(
+    "PERSON_RETENTION_DAYS",
+    "1095",
+    "Days after a person's last interaction (enrollment, template, consent, identification) after which the retention job erases them.",
+    int(1095, 1)
+  ),
+  consentWithdrawnRetentionHours: setting(
+    "CONSENT_WITHDRAWN_RETENTION_HOURS",
+    "0",
+    "Hours after consent is withdrawn (or expires) before the retention job erases the person; 0 erases at its next pass.",
+    int(0, 0)
+  ),
+  retentionIntervalMs: setting(
+    "RETENTION_INTERVAL_MS",
+    "3600000",
+    "Milliseconds between two passes of the person retention job.",
+    int(3_600_000, 100)
+  ),
+  retentionBatchSize: setting(
+    "RETENTION_BATCH_SIZE",
+    "100",
+    "People the retention job reads per pass; each is erased in its own short transaction.",
+    int(100, 1)
+  ),
+  maxTemplatesPerPerson: setting(
+    "MAX_TEMPLATES_PER_PERSON",
+    "5",
+    "Most templates one person may hold; more are refused with TemplateLimitReached.",
+    int(5, 1)
+  ),
+  deviceBatchMaxMessages: setting(
+    "DEVICE_BATCH_MAX_MESSAGES",
+    "100",
+    "Most messages in one POST /v1/device-messages batch.",
+    int(100, 1)
   )
 })
 
@@ -251,6 +287,12 @@ export interface AppConfigShape {
   readonly inboxWaitMs: number
   readonly inboxRetentionBatchSize: number
   readonly inboxRetentionIntervalMs: number
+  readonly personRetentionDays: number
+  readonly consentWithdrawnRetentionHours: number
+  readonly retentionIntervalMs: number
+  readonly retentionBatchSize: number
+  readonly maxTemplatesPerPerson: number
+  readonly deviceBatchMaxMessages: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */

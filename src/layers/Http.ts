@@ -5,6 +5,7 @@ import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
+import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { SystemHandlers } from "../http/handlers/System.js"
 import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
@@ -13,7 +14,12 @@ import { AppConfig } from "./Config.js"
 import { IdentityLive } from "./Identity.js"
 
 /** Every handler group of the API; each component adds its own here. */
-const HandlersLive = Layer.mergeAll(SystemHandlers, VenueAdminHandlers, DeviceHandlers)
+const HandlersLive = Layer.mergeAll(
+  SystemHandlers,
+  VenueAdminHandlers,
+  DeviceHandlers,
+  IdentityAdminHandlers
+)
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(HandlersLive),

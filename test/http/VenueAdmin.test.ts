@@ -199,5 +199,54 @@ describe("venue administration and device keys", () => {
         expect(actions.map((a) => a.action)).toEqual(["venue.created", "device.created", "device.key_issued"])
         expect(tamper._tag).toBe("Left")
       }))
+    it.effect("pages through the audit log with filters", () =>
+      Effect.gen(function*() {
+        const device = yield* createVenueAndDevice
+        yield* request("POST", `/v1/admin/devices/${device.deviceId}/keys`, { key: adminKey })
+
+        const first = yield* request("GET", `/v1/admin/audit?venueId=${device.venueId}&limit=2`, { key: adminKey })
+        const second = yield* request(
+          "GET",
+          `/v1/admin/audit?venueId=${device.venueId}&limit=2&after=${first.body.next}`,
+          {
+            key: adminKey
+          }
+        )
+        const keys = yield* request("GET", `/v1/admin/audit?venueId=${device.venueId}&action=device.key_issued`, {
+          key: adminKey
+        })
+        const bad = yield* request("GET", "/v1/admin/audit?limit=0", { key: adminKey })
+        const anonymous = yield* request("GET", "/v1/admin/audit")
+
+        expect(first.body.records.map((r: any) => r.action)).toEqual(["venue.created", "device.created"])
+        expect(second.body.records.map((r: any) => r.action)).toEqual(["device.key_issued", "device.key_issued"])
+        expect(keys.body.records).toHaveLength(2)
+        expect(keys.body.next).toBeNull()
+        expect(bad.status).toBe(400)
+        expect(anonymous.status).toBe(401)
+      }))
+
+    it.effect("lets an admin read and erase a person of any venue", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const venue = yield* createVenue()
+        const personId = Crypto.randomUUID()
+        yield* sql`INSERT INTO people (id, venue_id, consent_state) VALUES (${personId}, ${venue.venueId}, 'active')`
+        yield* sql`
+          INSERT INTO consent_records (person_id, state, purposes, notice_version, jurisdiction, method, given_at)
+          VALUES (${personId}, 'granted', '{venue-admission}', 'n1', 'EU-GDPR', 'kiosk', now())
+        `
+
+        const read = yield* request("GET", `/v1/admin/people/${personId}`, { key: adminKey })
+        const erased = yield* request("DELETE", `/v1/admin/people/${personId}`, { key: adminKey })
+        const gone = yield* request("GET", `/v1/admin/people/${personId}`, { key: adminKey })
+        const unknown = yield* request("DELETE", `/v1/admin/people/${Crypto.randomUUID()}`, { key: adminKey })
+
+        expect(read.body.status).toBe("active")
+        expect(read.body.consent.purposes).toEqual(["venue-admission"])
+        expect(erased.body.status).toBe("erased")
+        expect([gone.status, gone.body.code]).toEqual([410, "PersonErased"])
+        expect([unknown.status, unknown.body.code]).toEqual([404, "PersonNotFound"])
+      }))
   })
 })

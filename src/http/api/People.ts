@@ -1,0 +1,148 @@
+import { Schema } from "effect"
+import {
+  ConsentNotActive,
+  ExternalRefTaken,
+  PersonAlreadyEnrolled,
+  PersonErased,
+  PersonId,
+  PersonIdUnavailable,
+  PersonNotFound,
+  TemplateInvalid,
+  TemplateLimitReached
+} from "../../domain/Identity.js"
+import { modelIds } from "../../domain/Models.js"
+import { BoundedString } from "../../domain/Text.js"
+
+const Timestamp = Schema.Date.annotations({ description: "ISO 8601 date and time" })
+const Label = BoundedString(100)
+
+export const ConsentGrant = Schema.Struct({
+  purposes: Schema.Array(Label).pipe(Schema.minItems(1), Schema.maxItems(20)).annotations({
+    description: "What the person consented to, e.g. venue-admission."
+  }),
+  noticeVersion: Label.annotations({ description: "Version of the privacy notice the person was shown." }),
+  jurisdiction: Label.annotations({ description: "Legal framework the consent was collected under, e.g. EU-GDPR." }),
+  method: Label.annotations({ description: "How consent was collected, e.g. kiosk-signature." }),
+  givenAt: Timestamp.annotations({ description: "When the person gave consent, by the device's clock." }),
+  expiresAt: Schema.optional(Timestamp.annotations({ description: "When the consent ends by its own terms." }))
+}).annotations({ identifier: "ConsentGrant" })
+
+export const TemplateInput = Schema.Struct({
+  modelId: Label.annotations({ description: `Embedding model: one of ${modelIds.join(", ")}.` }),
+  vector: Schema.Array(Schema.Number).pipe(Schema.maxItems(4096)).annotations({
+    description: "The embedding: finite numbers, as many as the model's dimension, not all zero. Stored normalised."
+  })
+}).annotations({ identifier: "TemplateInput" })
+
+const Templates = Schema.Array(TemplateInput).pipe(Schema.minItems(1), Schema.maxItems(16))
+
+const consentExample = {
+  purposes: ["venue-admission"],
+  noticeVersion: "2024-05",
+  jurisdiction: "EU-GDPR",
+  method: "kiosk-signature",
+  givenAt: new Date("2024-06-01T18:00:00Z")
+}
+const templateExample = { modelId: "test-4d@1", vector: [0.12, -0.4, 0.33, 0.9] }
+
+export const EnrollRequest = Schema.Struct({
+  personId: Schema.optional(PersonId.annotations({
+    description: "Chosen by the device (a UUID); every copy of the enrollment names it. Default: derived " +
+      "from the device and the Idempotency-Key (or batch message id)."
+  })),
+  externalRef: Schema.optional(
+    BoundedString(200).annotations({
+      description: "The holder reference that tickets carry, unique within the venue."
+    })
+  ),
+  consent: ConsentGrant,
+  templates: Templates
+}).annotations({
+  identifier: "EnrollRequest",
+  examples: [{
+    personId: "6f1c2a4e-2b7d-4c1e-9a55-0d3f1e2b7c11" as PersonId,
+    externalRef: "holder-8812",
+    consent: consentExample,
+    templates: [templateExample]
+  }]
+})
+
+export const AddTemplatesRequest = Schema.Struct({ templates: Templates }).annotations({
+  identifier: "AddTemplatesRequest",
+  examples: [{ templates: [templateExample] }]
+})
+
+export const ConsentChange = Schema.Union(
+  Schema.Struct({ state: Schema.Literal("granted"), ...ConsentGrant.fields }),
+  Schema.Struct({
+    state: Schema.Literal("withdrawn"),
+    method: Label,
+    givenAt: Timestamp.annotations({ description: "When the person withdrew consent, by the device's clock." })
+  })
+).annotations({
+  identifier: "ConsentChange",
+  examples: [{ state: "withdrawn", method: "kiosk-button", givenAt: new Date("2024-07-01T10:00:00Z") }]
+})
+
+export const ConsentRecord = Schema.Struct({
+  state: Schema.Literal("granted", "withdrawn"),
+  purposes: Schema.Array(Schema.String),
+  noticeVersion: Schema.String,
+  jurisdiction: Schema.String,
+  method: Schema.String,
+  givenAt: Schema.Date,
+  expiresAt: Schema.NullOr(Schema.Date),
+  recordedAt: Schema.Date
+}).annotations({ identifier: "ConsentRecord" })
+
+export const TemplateMetadata = Schema.Struct({
+  templateId: Schema.UUID,
+  modelId: Schema.String,
+  dimension: Schema.Number,
+  createdAt: Schema.Date
+}).annotations({ identifier: "TemplateMetadata", description: "A stored template; its vector is never returned." })
+
+export const Person = Schema.Struct({
+  personId: Schema.UUID,
+  venueId: Schema.UUID,
+  externalRef: Schema.NullOr(Schema.String),
+  status: Schema.Literal("active", "withdrawn", "expired").annotations({
+    description: "active: consent granted and unexpired, the person can be identified; otherwise not."
+  }),
+  createdAt: Schema.Date,
+  lastInteractionAt: Schema.Date,
+  retainUntil: Schema.Date.annotations({ description: "When the retention job erases the person if nothing happens." }),
+  consent: ConsentRecord,
+  consentHistory: Schema.Array(ConsentRecord),
+  templates: Schema.Array(TemplateMetadata)
+}).annotations({ identifier: "Person" })
+
+export const AddedTemplates = Schema.Struct({
+  personId: Schema.UUID,
+  templates: Schema.Array(TemplateMetadata)
+}).annotations({ identifier: "AddedTemplates" })
+
+export const Erasure = Schema.Struct({
+  personId: Schema.UUID,
+  status: Schema.Literal("erased"),
+  erasedAt: Schema.Date
+}).annotations({ identifier: "Erasure" })
+
+/** Rejections of each endpoint that are the request's fault: stored and replayed by idempotency. */
+export const EnrollRejection = Schema.Union(
+  PersonErased,
+  PersonIdUnavailable,
+  PersonAlreadyEnrolled,
+  ExternalRefTaken,
+  TemplateInvalid,
+  TemplateLimitReached
+)
+export const AddTemplatesRejection = Schema.Union(
+  PersonNotFound,
+  PersonErased,
+  ConsentNotActive,
+  TemplateInvalid,
+  TemplateLimitReached
+)
+export const ConsentRejection = Schema.Union(PersonNotFound, PersonErased)
+export const EraseRejection = PersonNotFound
