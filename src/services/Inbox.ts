@@ -159,7 +159,17 @@ export interface InboxShape {
    * handler and the record live in a savepoint of that transaction and commit with it; a
    * failure rolls back to the savepoint so the other messages of the batch are kept. The caller
    * then owns retries and the unknown-commit case: after a failed COMMIT it redelivers, and the
-   * inbox answers from whatever was committed. Process a batch in key order to avoid deadlocks.
+   * inbox answers from whatever was committed. Batches should use `concurrent: "fail"` and retry
+   * an in-progress message later: waiting inside a transaction holds its locks meanwhile, and
+   * two batches waiting for each other's messages would only stop at `waitFor`.
+   *
+   * ```ts
+   * // a queue consumer committing a batch at once
+   * sql.withTransaction(Effect.forEach(batch, (m) =>
+   *   Effect.either(inbox.process({ scope: "consumer:enrollment", key: m.id, payload: m.body },
+   *     handle(m.body), { success: Done, failure: Refused, concurrent: "fail" }))))
+   * // then ack the messages whose result is Right or a stored rejection, nak the others
+   * ```
    */
   readonly process: <A, AI, E, R, F = never, FI = never>(
     message: Message,
@@ -530,7 +540,13 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
           const run = (statement: string) => conn.executeUnprepared(statement, [], undefined)
           const terminate = Effect.flatMap(
             on(sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`),
-            ([row]) => sql`SELECT pg_terminate_backend(${row!.pid})`.pipe(Effect.asVoid)
+            ([row]) =>
+              sql`SELECT pg_terminate_backend(${row!.pid})`.pipe(
+                Effect.asVoid,
+                Effect.mapInputContext((ctx: Context.Context<never>) =>
+                  Context.omit(SqlClient.TransactionConnection)(ctx)
+                )
+              )
           )
 
           const seen = yield* restore(on(Effect.flatMap(readRow(message), (row) => verdict(message, fingerprint, row))))

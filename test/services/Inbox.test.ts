@@ -3,12 +3,15 @@ import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, layer } from "@effect/vitest"
 import { Data, Deferred, Duration, Effect, Either, Exit, Layer } from "effect"
 import * as Crypto from "node:crypto"
+import type { AppConfigShape } from "../../src/layers/Config.js"
 import {
   IdempotencyKeyReused,
   Inbox,
+  InboxRetentionTooShort,
   InboxUnavailable,
   make as makeInbox,
-  MessageInProgress
+  MessageInProgress,
+  validateRetention
 } from "../../src/services/Inbox.js"
 import { TestDatabaseLive } from "../support/Database.js"
 import { AmountInvalid, Applied, apply, createLedger, effectsOf } from "../support/Inbox.js"
@@ -288,6 +291,55 @@ describe("Inbox", () => {
         >`SELECT row_to_json(m)::text AS text FROM inbox_messages m WHERE scope = ${scope}`
 
         expect(row!.text).not.toContain(secret)
+      }))
+
+    it.effect("deletes records past the retention window in small batches and keeps recent ones and live claims", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const inbox = yield* Inbox
+        const retention = yield* makeInbox({
+          claimLease: Duration.seconds(30),
+          waitFor: Duration.seconds(1),
+          retention: Duration.hours(1),
+          retentionBatchSize: 3
+        })
+        const scope = freshScope()
+        const keys = Array.from({ length: 9 }, (_, i) => `r${i}`)
+        yield* Effect.forEach(
+          keys,
+          (key) => inbox.process({ scope, key, payload: { key } }, apply(scope, key, 1), options)
+        )
+        yield* sql`
+          INSERT INTO inbox_messages (scope, key, fingerprint, status, claim_token, lease_until, created_at)
+          VALUES (${scope}, 'live', repeat('a', 64), 'claimed', gen_random_uuid(), now() + interval '1 hour',
+                  now() - interval '2 hours'),
+                 (${scope}, 'dead', repeat('a', 64), 'claimed', gen_random_uuid(), now() - interval '1 hour',
+                  now() - interval '2 hours')
+        `
+        yield* sql`
+          UPDATE inbox_messages SET created_at = now() - interval '61 minutes'
+          WHERE scope = ${scope} AND key IN ('r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6')
+        `
+
+        const first = yield* retention.purgeExpired
+        const second = yield* retention.purgeExpired
+
+        const left = yield* sql<{ key: string }>`SELECT key FROM inbox_messages WHERE scope = ${scope} ORDER BY key`
+        expect(first).toEqual({ deleted: 8, batches: 3 })
+        expect(second).toEqual({ deleted: 0, batches: 1 })
+        expect(left.map((r) => r.key)).toEqual(["live", "r7", "r8"])
+      }))
+
+    it.effect("refuses a retention window that does not cover the redelivery horizons", () =>
+      Effect.gen(function*() {
+        const base = { inboxRetentionHours: 1, inboxClaimLeaseMs: 30_000 } as AppConfigShape
+
+        const fine = yield* Effect.either(validateRetention(base))
+        const tooShort = yield* Effect.flip(validateRetention({ ...base, inboxClaimLeaseMs: 3_600_000 }))
+
+        expect(Either.isRight(fine)).toBe(true)
+        expect(tooShort).toBeInstanceOf(InboxRetentionTooShort)
+        expect(tooShort.message).toContain("INBOX_CLAIM_LEASE_MS")
       }))
   })
 })
