@@ -1,6 +1,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
+import { MatchingApi } from "./api/Matching.js"
 import { SystemApi } from "./api/System.js"
 import { VenueAdminApi } from "./api/VenueAdmin.js"
 
@@ -10,6 +11,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(VenueAdminApi)
   .add(DeviceApi)
   .add(IdentityAdminApi)
+  .add(MatchingApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -252,6 +252,18 @@ const config = Config.all({
     "100",
     "Most messages in one POST /v1/device-messages batch.",
     int(100, 1)
+  ),
+  matchingPollMs: setting(
+    "MATCHING_POLL_MS",
+    "5000",
+    "Milliseconds between checks of every in-memory gallery against the database, the backstop when a change announcement is lost; also the longest a consent withdrawal in another instance stays visible here.",
+    int(5000, 10)
+  ),
+  matchingGraceMs: setting(
+    "MATCHING_HOLD_AFTER_END_MS",
+    "86400000",
+    "Milliseconds after an event ends that its gallery stays in memory, for late and offline identifications.",
+    int(86_400_000, 0)
   )
 })
 
@@ -293,6 +305,8 @@ export interface AppConfigShape {
   readonly retentionBatchSize: number
   readonly maxTemplatesPerPerson: number
   readonly deviceBatchMaxMessages: number
+  readonly matchingPollMs: number
+  readonly matchingGraceMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */
