@@ -1,4 +1,5 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { SystemApi } from "./api/System.js"
@@ -10,6 +11,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(VenueAdminApi)
   .add(DeviceApi)
   .add(IdentityAdminApi)
+  .add(DeadLettersApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

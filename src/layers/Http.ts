@@ -4,6 +4,7 @@ import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
+import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { SystemHandlers } from "../http/handlers/System.js"
@@ -18,7 +19,8 @@ const HandlersLive = Layer.mergeAll(
   SystemHandlers,
   VenueAdminHandlers,
   DeviceHandlers,
-  IdentityAdminHandlers
+  IdentityAdminHandlers,
+  DeadLettersHandlers
 )
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
