@@ -2,6 +2,7 @@ import { HttpApi, OpenApi } from "@effect/platform"
 import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
+import { PeopleApi } from "./api/People.js"
 import { SystemApi } from "./api/System.js"
 import { VenueAdminApi } from "./api/VenueAdmin.js"
 
@@ -10,6 +11,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(SystemApi)
   .add(VenueAdminApi)
   .add(DeviceApi)
+  .add(PeopleApi)
   .add(IdentityAdminApi)
   .add(DeadLettersApi)
   .annotate(OpenApi.Title, "Gatehouse")

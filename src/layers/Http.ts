@@ -7,6 +7,7 @@ import { DeviceAuth } from "../http/DeviceAuth.js"
 import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
+import { PeopleHandlers } from "../http/handlers/People.js"
 import { SystemHandlers } from "../http/handlers/System.js"
 import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
@@ -19,6 +20,7 @@ const HandlersLive = Layer.mergeAll(
   SystemHandlers,
   VenueAdminHandlers,
   DeviceHandlers,
+  PeopleHandlers,
   IdentityAdminHandlers,
   DeadLettersHandlers
 )
