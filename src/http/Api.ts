@@ -3,6 +3,7 @@ import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { PeopleApi } from "./api/People.js"
+import { MatchingApi } from "./api/Matching.js"
 import { SystemApi } from "./api/System.js"
 import { VenueAdminApi } from "./api/VenueAdmin.js"
 
@@ -14,6 +15,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(PeopleApi)
   .add(IdentityAdminApi)
   .add(DeadLettersApi)
+  .add(MatchingApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -318,6 +318,18 @@ const config = Config.all({
     "600000",
     "Largest delay in milliseconds between two delivery attempts of an outbox row.",
     int(600_000, 1)
+  ),
+  matchingPollMs: setting(
+    "MATCHING_POLL_MS",
+    "5000",
+    "Milliseconds between checks of every in-memory gallery against the database, the backstop when a change announcement is lost; also the longest a consent withdrawal in another instance stays visible here.",
+    int(5000, 10)
+  ),
+  matchingGraceMs: setting(
+    "MATCHING_HOLD_AFTER_END_MS",
+    "86400000",
+    "Milliseconds after an event ends that its gallery stays in memory, for late and offline identifications.",
+    int(86_400_000, 0)
   )
 })
 
@@ -370,6 +382,8 @@ export interface AppConfigShape {
   readonly outboxMaxAttempts: number
   readonly outboxBackoffBaseMs: number
   readonly outboxBackoffMaxMs: number
+  readonly matchingPollMs: number
+  readonly matchingGraceMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */

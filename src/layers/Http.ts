@@ -8,12 +8,14 @@ import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { PeopleHandlers } from "../http/handlers/People.js"
+import { MatchingHandlers } from "../http/handlers/Matching.js"
 import { SystemHandlers } from "../http/handlers/System.js"
 import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
 import { AdminAuth } from "../http/Security.js"
 import { AppConfig } from "./Config.js"
 import { IdentityLive } from "./Identity.js"
+import { MatchingLive } from "./Matching.js"
 
 /** Every handler group of the API; each component adds its own here. */
 const HandlersLive = Layer.mergeAll(
@@ -22,13 +24,15 @@ const HandlersLive = Layer.mergeAll(
   DeviceHandlers,
   PeopleHandlers,
   IdentityAdminHandlers,
-  DeadLettersHandlers
+  DeadLettersHandlers,
+  MatchingHandlers
 )
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(HandlersLive),
   Layer.provide(AdminAuth.layer),
   Layer.provide(DeviceAuth.layer),
+  Layer.provide(MatchingLive),
   Layer.provide(IdentityLive)
 )
 

@@ -53,3 +53,8 @@ export const inboxWait = (budget: Duration.DurationInput) =>
     Schedule.jittered,
     Schedule.upTo(budget)
   )
+/** Writing recorded identification attempts while the database is unreachable: keep trying, at most every 5 seconds. */
+export const attemptLogRetry = Schedule.exponential(Duration.millis(100), 2).pipe(
+  Schedule.either(Schedule.spaced(Duration.seconds(5))),
+  Schedule.jittered
+)
