@@ -440,8 +440,9 @@ const reasons = {
 /** In-memory galleries of every held event, kept equal to the gallery source. */
 export class Matching extends Context.Tag("gatehouse/Matching")<Matching, MatchingShape>() {
   /**
-   * The service with its background work: the first sync loads every gallery (the component is
-   * "starting" until then), announced changes are applied as they come, and a poll compares
+   * The service with its background work: the first sync loads every gallery before the layer is
+   * built (if it fails, the component is "starting" until a poll succeeds), announced changes
+   * are applied as they come, and a poll compares
    * every gallery with the source as a backstop for lost announcements. While the source is
    * unreachable the component is "degraded" and answers from its last state.
    */
@@ -454,21 +455,25 @@ export class Matching extends Context.Tag("gatehouse/Matching")<Matching, Matchi
         const health = yield* Health
         const log = Effect.annotateLogs({ component: "matching" })
 
-        const poll = Effect.gen(function*() {
-          yield* health.set("matching", "starting")
-          while (true) {
-            const wasLoaded = (yield* matching.stats).loaded
-            yield* matching.sync.pipe(
-              Effect.zipRight(health.set("matching", "up")),
-              Effect.tap(() => wasLoaded ? Effect.void : Effect.logInfo("galleries loaded").pipe(log)),
-              Effect.catchAll((error) =>
-                Effect.zipRight(
-                  Effect.logWarning("gallery sync failed, serving the last state", error).pipe(log),
-                  health.set("matching", wasLoaded ? "degraded" : "starting", error.message)
-                )
+        const syncOnce = Effect.gen(function*() {
+          const wasLoaded = (yield* matching.stats).loaded
+          yield* matching.sync.pipe(
+            Effect.zipRight(health.set("matching", "up")),
+            Effect.tap(() => wasLoaded ? Effect.void : Effect.logInfo("galleries loaded").pipe(log)),
+            Effect.catchAll((error) =>
+              Effect.zipRight(
+                Effect.logWarning("gallery sync failed, serving the last state", error).pipe(log),
+                health.set("matching", wasLoaded ? "degraded" : "starting", error.message)
               )
             )
+          )
+        })
+
+        const poll = Effect.gen(function*() {
+          if (!(yield* matching.stats).loaded) yield* health.set("matching", "starting")
+          while (true) {
             yield* Effect.sleep(options.pollInterval)
+            yield* syncOnce
           }
         })
 
@@ -482,8 +487,12 @@ export class Matching extends Context.Tag("gatehouse/Matching")<Matching, Matchi
           )
         )
 
-        yield* supervised("matching", poll)
+        // Listen first, so that a change committed during the first load is not missed; it is
+        // applied once the load is done.
         yield* supervised("matching-changes", listen)
+        // The first load happens before the server listens: a ready instance can identify.
+        yield* syncOnce
+        yield* supervised("matching", poll)
         return matching
       })
     )
