@@ -8,10 +8,12 @@ import { embeddedServer, ensureDatabase, pgClientLayer } from "../layers/Databas
 import { makeClient } from "./Client.js"
 import { describeFault, plan, runPlan, type TimedFault } from "./Faults.js"
 import {
+  bundle,
   embeddedDatabaseUrl,
   freePort,
   ProcessFailed,
   projectRoot,
+  removeBundles,
   ServiceInstance,
   spawnTs,
   stopEmbeddedPostmaster,
@@ -142,6 +144,8 @@ export const run = (scenario: Scenario, options: RunOptions, title: string) =>
       databaseLabel = "embedded PostgreSQL shared by the instances"
     }
 
+    yield* Effect.addFinalizer(() => removeBundles)
+    yield* Effect.all([bundle("src/main.ts"), bundle("src/sim/main.ts")], { concurrency: 2 })
     const provider = yield* startProvider(dir, options.seed)
 
     const instances: Array<ServiceInstance> = []
@@ -295,8 +299,13 @@ const injectFault = (world: World, fault: TimedFault, restartFailures: Array<str
     stats.inc("faults")
     switch (fault.kind) {
       case "kill-service": {
-        // Only an instance that is up may be killed: one still restarting from the last kill is left alone.
+        // Only an instance that is up may be killed: one still restarting from the last kill is left
+        // alone, and with several instances one always stays up, as in a rolling failure.
         const ready = world.instances.filter((i) => i.ready)
+        if (world.instances.length > 1 && ready.length < 2) {
+          display.event("fault skipped: only one service instance is up")
+          return
+        }
         const chosen = fault.instance !== undefined
           ? world.instances[fault.instance % world.instances.length]
           : ready.length > 0
