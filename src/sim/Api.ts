@@ -31,6 +31,26 @@ export const admin = {
     body: { venueId, name, startsAt: startsAt.toISOString(), endsAt: endsAt.toISOString() },
     bearer: adminKey,
     label: "create event"
+  }),
+  mapEvent: (adminKey: string, eventId: string, providerEvent: string): DeviceRequest => ({
+    method: "PUT",
+    path: `/v1/admin/events/${eventId}/provider`,
+    body: { providerEvent },
+    bearer: adminKey,
+    label: "map the event to the provider's"
+  }),
+  checkInList: (adminKey: string, eventId: string, allowReentry: boolean): DeviceRequest => ({
+    method: "PUT",
+    path: `/v1/admin/events/${eventId}/check-in-list`,
+    body: { allowReentry },
+    bearer: adminKey,
+    label: "configure the check-in list"
+  }),
+  tickets: (adminKey: string, eventId: string): DeviceRequest => ({
+    method: "GET",
+    path: `/v1/events/${eventId}/tickets?limit=10000`,
+    bearer: adminKey,
+    label: "list tickets"
   })
 }
 
@@ -45,10 +65,10 @@ export const enrollmentBody = (e: Enrollment) => ({
   personId: e.personId,
   ...(e.externalRef === undefined ? {} : { externalRef: e.externalRef }),
   consent: {
-    purposes: ["admission"],
+    purposes: ["venue-admission"],
     noticeVersion: "demo-1",
-    jurisdiction: "EU",
-    method: "kiosk",
+    jurisdiction: "EU-GDPR",
+    method: "kiosk-signature",
     givenAt: e.givenAt.toISOString()
   },
   templates: e.vectors.map((vector) => ({ modelId, vector }))
@@ -117,7 +137,7 @@ export const device = {
   }),
   tickets: (key: string, eventId: string): DeviceRequest => ({
     method: "GET",
-    path: `/v1/events/${eventId}/tickets`,
+    path: `/v1/events/${eventId}/tickets?limit=10000`,
     bearer: key,
     label: "list tickets",
     faults: true

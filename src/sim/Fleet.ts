@@ -148,9 +148,17 @@ export const makeFleetScenario = (): Scenario => {
       world.display.event(
         `venue, event, ${kioskCount} kiosks and ${gateCount} gates created; ${plans.length} people in the population`
       )
-      if (world.provider !== undefined) {
-        const created = yield* world.provider.control("POST", "/_sim/events", { name: "Opening night", tickets: 0 })
-        f.providerEvent = String(created.slug)
+      if (can.has("PUT", "/v1/admin/events/{eventId}/check-in-list")) {
+        // Re-entry after an exit is allowed, so that leaving and coming back is part of the evening.
+        yield* must(yield* operator.call(admin.checkInList(world.adminKey, f.eventId, true)), "configure check-in list")
+      }
+      if (world.provider !== undefined && can.has("PUT", "/v1/admin/events/{eventId}/provider")) {
+        const slug = `opening-${world.rng.hex(4)}`
+        yield* world.provider.control("POST", "/_sim/events", { slug, name: "Opening night", tickets: 0 })
+        f.providerEvent = slug
+        yield* must(yield* operator.call(admin.mapEvent(world.adminKey, f.eventId, slug)), "map event")
+        f.mapped = true
+        world.display.event(`event mapped to provider event ${slug}; tickets sync from the simulator`)
       }
     })
 
@@ -290,11 +298,10 @@ export const makeFleetScenario = (): Scenario => {
       yield* sleepUntil(f, p.arriveAtMs)
       if (shouldEnter(p)) {
         // A ticket holder comes once their ticket reached the venue (synced and linked to them).
-        yield* waitFor(
-          () => state.linked || (state.enrollment?.status ?? "pending") !== "pending" && !f.mapped,
-          f,
-          world
-        )
+        // Nobody waits for a link that cannot come: no ticketing, or an enrollment that was refused.
+        const settled = () => state.enrollment === undefined || state.enrollment.status !== "pending"
+        const enrolled = () => state.enrollment?.answers.some((a) => a.status < 300) ?? false
+        yield* waitFor(() => state.linked || (settled() && (!enrolled() || !f.mapped)), f, world)
       }
       const looks = shouldEnter(p) ? 8 : 3
       for (let look = 0; look < looks; look++) {
@@ -428,8 +435,8 @@ export const makeFleetScenario = (): Scenario => {
           const tickets: Array<any> = reply.value.body?.tickets ?? []
           world.stats.set("ticketsSynced", tickets.length)
           for (const t of tickets) {
-            const person = byRef.get(t.holderReference ?? t.holder_reference)
-            if (person !== undefined && (t.personId ?? null) === person.plan.id) person.linked = true
+            const person = byRef.get(t.holderReference)
+            if (person !== undefined && t.link?.personId === person.plan.id) person.linked = true
           }
         }
         if (
@@ -466,7 +473,7 @@ export const makeFleetScenario = (): Scenario => {
       const f = get()
       yield* Effect.forEach(f.kiosks, (k) => kioskUploads(world, k, true), { concurrency: "unbounded", discard: true })
       yield* Effect.forEach(f.gates, (g) => gateUploads(world, g, true), { concurrency: "unbounded", discard: true })
-      yield* settle(world)
+      yield* settle(world, f)
     })
 
   const checks = (world: World) =>
@@ -482,17 +489,41 @@ export const makeFleetScenario = (): Scenario => {
 }
 
 /** Waits until background work (outbox, queue, inbox claims) has settled. */
-const settle = (world: World) =>
+/**
+ * Waits until the background work the devices caused has settled: no inbox claim still held, the
+ * outbox and the work queue empty (delivered, or parked as dead letters), and every ticket sold in
+ * the provider synced. The drain's timeout bounds it; what is left then fails the checks.
+ */
+const settle = (world: World, f: Fleet) =>
   Effect.gen(function*() {
     const tables = yield* existingTables(world)
+    const count = (query: Effect.Effect<ReadonlyArray<{ readonly n: number }>, unknown>) =>
+      Effect.map(query, (rows) => rows[0]?.n ?? 0)
+    const sold = f.people.filter((p) => p.ticket !== undefined).length
+    let lastReport = 0
     while (true) {
-      let busy = 0
+      const waiting: Array<string> = []
       if (tables.has("inbox_messages")) {
-        busy +=
-          (yield* world.sql<{ n: number }>`SELECT count(*)::int AS n FROM inbox_messages WHERE status = 'claimed'`)[0]!
-            .n
+        const n = yield* count(world.sql`SELECT count(*)::int AS n FROM inbox_messages WHERE status = 'claimed'`)
+        if (n > 0) waiting.push(`${n} inbox claims`)
       }
-      if (busy === 0) return
+      if (tables.has("outbox")) {
+        const n = yield* count(world.sql`SELECT count(*)::int AS n FROM outbox`)
+        if (n > 0) waiting.push(`${n} outbox rows`)
+      }
+      if (tables.has("jobs")) {
+        const n = yield* count(world.sql`SELECT count(*)::int AS n FROM jobs`)
+        if (n > 0) waiting.push(`${n} queued jobs`)
+      }
+      if (tables.has("tickets") && f.mapped) {
+        const n = yield* count(world.sql`SELECT count(*)::int AS n FROM tickets WHERE event_id = ${f.eventId}`)
+        if (n < sold) waiting.push(`${sold - n} tickets to sync`)
+      }
+      if (waiting.length === 0) return
+      if (Date.now() - lastReport > 5_000) {
+        lastReport = Date.now()
+        world.display.event(`waiting for ${waiting.join(", ")}`)
+      }
       yield* Effect.sleep("500 millis")
     }
   })
@@ -664,7 +695,85 @@ const fleetChecks = (world: World, f: Fleet) =>
       checks.push(skip("no ticket admitted twice between exits", "the service has no admissions yet"))
     }
 
+    checks.push(...(yield* ticketChecks(world, f, tables)))
+    checks.push(...(yield* messagingChecks(world, tables)))
     return checks
+  })
+
+/** Sync lost no ticket, and each ticket links to the person who enrolled under its holder reference. */
+const ticketChecks = (world: World, f: Fleet, tables: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    if (!f.mapped || !tables.has("tickets")) {
+      return [skip("every ticket sold was synced and linked", "the service does not sync tickets yet")]
+    }
+    const rows = yield* world.sql<
+      { provider_ticket_id: number; holder_reference: string | null; person_id: string | null }
+    >`
+      SELECT t.provider_ticket_id, t.holder_reference, l.person_id::text
+      FROM tickets t LEFT JOIN ticket_links l ON l.ticket_id = t.id AND l.revoked_at IS NULL
+      WHERE t.event_id = ${f.eventId}
+    `
+    const synced = new Map(rows.map((r) => [r.provider_ticket_id, r]))
+    const sold = f.people.filter((p) => p.ticket !== undefined)
+    const unsynced = sold.filter((p) => !synced.has(p.ticket!.id)).map((p) => `ticket ${p.ticket!.id}`)
+    const unlinked = sold.filter((p) =>
+      p.plan.role === "attendee" && p.enrollment?.answers.some((a) => a.status < 300) &&
+      synced.get(p.ticket!.id)?.person_id !== p.plan.id
+    ).map((p) => `ticket ${p.ticket!.id} of ${p.plan.id}`)
+    const wrong = rows.filter((r) => {
+      if (r.person_id === null) return false
+      const holder = f.people.find((p) => p.plan.id === r.person_id)
+      return holder === undefined || holder.plan.ref !== r.holder_reference
+    }).map((r) => `ticket ${r.provider_ticket_id}`)
+    return [
+      unsynced.length + unlinked.length + wrong.length === 0
+        ? pass(
+          "every ticket sold was synced and linked",
+          `${sold.length} tickets sold in the provider, ${rows.length} synced, ${
+            rows.filter((r) => r.person_id !== null).length
+          } linked to the person enrolled under their holder reference`
+        )
+        : fail(
+          "every ticket sold was synced and linked",
+          `${unsynced.length} sold tickets never synced, ${unlinked.length} not linked to their enrolled holder, ${wrong.length} linked to someone else`,
+          [...unsynced, ...unlinked, ...wrong]
+        )
+    ]
+  })
+
+/**
+ * Nothing accepted is lost in the messaging core: after the drain the outbox and the work queue are
+ * empty, so every row was delivered or parked as a dead letter, and every dead letter says why.
+ */
+const messagingChecks = (world: World, tables: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    if (!tables.has("outbox")) return [skip("no message lost", "the service has no outbox yet")]
+    const pending = yield* world.sql<{ id: string; topic: string; last_error: string | null }>`
+      SELECT 'outbox ' || id AS id, topic, last_error FROM outbox
+      UNION ALL
+      SELECT 'job ' || id AS id, topic, last_error FROM jobs
+    `
+    const dead = yield* world.sql<{ id: number; source: string; topic: string; last_error: string }>`
+      SELECT id, source, topic, last_error FROM dead_letters ORDER BY id
+    `
+    const silent = dead.filter((d) => d.last_error.trim() === "")
+    const reasons = [...new Set(dead.map((d) => `${d.topic}: ${d.last_error.slice(0, 80)}`))].slice(0, 3)
+    if (pending.length + silent.length > 0) {
+      return [fail(
+        "no message lost",
+        `${pending.length} outbox rows or jobs never delivered, ${silent.length} dead letters without a reason`,
+        [
+          ...pending.map((p) => `${p.id} (${p.topic}${p.last_error === null ? "" : `: ${p.last_error.slice(0, 60)}`})`),
+          ...silent.map((d) => `dead letter ${d.id}`)
+        ]
+      )]
+    }
+    return [pass(
+      "no message lost",
+      `outbox and queue drained; ${dead.length} dead letters, each with its reason${
+        reasons.length === 0 ? "" : ` (${reasons.join("; ")})`
+      }`
+    )]
   })
 
 export const fleetScenario = makeFleetScenario()
