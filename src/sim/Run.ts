@@ -228,7 +228,22 @@ export const run = (scenario: Scenario, options: RunOptions, title: string) =>
 
     // Faults: what happened to each one is kept, so the report can say what the run survived.
     const restartFailures: Array<string> = []
-    const inject = (fault: TimedFault) => injectFault(world, fault, restartFailures)
+    // Outages of one thing do not overlap: a second one waits for the first to end, so that the
+    // first's recovery does not cut the second short.
+    const lanes = {
+      provider: yield* Effect.makeSemaphore(1),
+      gate: yield* Effect.makeSemaphore(1),
+      kiosk: yield* Effect.makeSemaphore(1)
+    }
+    const inject = (fault: TimedFault) => {
+      const lane = fault.kind === "provider-outage"
+        ? lanes.provider
+        : fault.kind === "device-offline"
+        ? lanes[fault.device]
+        : undefined
+      const effect = injectFault(world, fault, restartFailures)
+      return lane === undefined ? effect : lane.withPermits(1)(effect)
+    }
     const planned = plan(options.schedule, options.durationSeconds, rng.fork("faults"))
 
     display.start()
@@ -336,6 +351,8 @@ const injectFault = (world: World, fault: TimedFault, restartFailures: Array<str
         return
       }
       case "terminate-db-connections": {
+        // Cut connections of a running service: wait a little for one while an instance restarts.
+        for (let i = 0; i < 100 && !world.instances.some((i) => i.ready); i++) yield* Effect.sleep("200 millis")
         const rows = yield* world.sql<{ terminated: number }>`
           SELECT count(*)::int AS terminated FROM (
             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
