@@ -278,12 +278,17 @@ export const makeFleetScenario = (): Scenario => {
 
   /** One person's evening: enroll, maybe be erased, arrive, look into the camera until let in or turned away. */
   const journey = (world: World, f: Fleet, state: PersonState) =>
+    Effect.all([
+      buysTicket(state.plan)
+        ? sleepUntil(f, state.plan.saleAtMs).pipe(Effect.zipRight(sellTicket(world, f, state)))
+        : Effect.void,
+      evening(world, f, state)
+    ], { concurrency: 2, discard: true })
+
+  const evening = (world: World, f: Fleet, state: PersonState) =>
     Effect.gen(function*() {
       const p = state.plan
       const can = world.capabilities
-      if (buysTicket(p)) {
-        yield* Effect.forkScoped(sleepUntil(f, p.saleAtMs).pipe(Effect.zipRight(sellTicket(world, f, state))))
-      }
       if (enrolls(p) && can.has("POST", "/v1/people")) {
         yield* sleepUntil(f, p.enrollAtMs)
         yield* enroll(world, f, state)
@@ -542,6 +547,8 @@ const fleetChecks = (world: World, f: Fleet) =>
     const tables = yield* existingTables(world)
     if (!world.capabilities.has("POST", "/v1/people")) {
       checks.push(skip("every accepted enrollment applied once", "the service offers no enrollment yet"))
+      checks.push(...(yield* ticketChecks(world, f, tables)))
+      checks.push(...(yield* messagingChecks(world, tables)))
       return checks
     }
 
