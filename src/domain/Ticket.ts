@@ -1,3 +1,4 @@
+import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 
 /** A ticket's state as Gatehouse keeps it; only `valid` admits and keeps a link to a person. */
@@ -58,3 +59,78 @@ export const isNewer = (
 ): boolean =>
   incoming.modified.getTime() > stored.modified.getTime() ||
   (incoming.modified.getTime() === stored.modified.getTime() && incoming.version > stored.version)
+
+/** Unknown ticket, or one of another event or venue than the caller's. */
+export class TicketNotFound extends Schema.TaggedError<TicketNotFound>()(
+  "TicketNotFound",
+  { id: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {
+  override get message() {
+    return `ticket ${this.id} was not found`
+  }
+}
+
+/** The ticket was cancelled, refunded or transferred: it can no longer be linked to anyone. */
+export class TicketNotValid extends Schema.TaggedError<TicketNotValid>()(
+  "TicketNotValid",
+  { ticketId: Schema.String, status: TicketStatus },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `ticket ${this.ticketId} is ${this.status}`
+  }
+}
+
+/** The ticket is linked to another person: a ticket admits one person only. */
+export class TicketAlreadyLinked extends Schema.TaggedError<TicketAlreadyLinked>()(
+  "TicketAlreadyLinked",
+  { ticketId: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `ticket ${this.ticketId} is already linked to another person; unlink it first`
+  }
+}
+
+/** The event is already fed by another provider event. */
+export class EventAlreadyMapped extends Schema.TaggedError<EventAlreadyMapped>()(
+  "EventAlreadyMapped",
+  { eventId: Schema.String, providerEvent: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `event ${this.eventId} is already mapped to provider event ${this.providerEvent}`
+  }
+}
+
+/** The provider event already feeds another Gatehouse event. */
+export class ProviderEventTaken extends Schema.TaggedError<ProviderEventTaken>()(
+  "ProviderEventTaken",
+  { providerEvent: Schema.String },
+  HttpApiSchema.annotations({ status: 409 })
+) {
+  override get message() {
+    return `provider event ${this.providerEvent} already feeds another event`
+  }
+}
+
+/** The event has no provider event, so there is nothing to sync. */
+export class EventNotMapped extends Schema.TaggedError<EventNotMapped>()(
+  "EventNotMapped",
+  { eventId: Schema.String },
+  HttpApiSchema.annotations({ status: 404 })
+) {
+  override get message() {
+    return `event ${this.eventId} is not mapped to a provider event`
+  }
+}
+
+/** A provider event slug: what pretix-style APIs put in URLs. */
+export const ProviderEventSlug = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/),
+  Schema.annotations({
+    description: "The provider's event slug (letters, digits, '.', '_', '-').",
+    examples: ["event-1"]
+  })
+)

@@ -1,8 +1,11 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { MatchingApi } from "./api/Matching.js"
+import { PeopleApi } from "./api/People.js"
 import { SystemApi } from "./api/System.js"
+import { TicketAdminApi, TicketsApi } from "./api/Tickets.js"
 import { VenueAdminApi } from "./api/VenueAdmin.js"
 
 /** The whole HTTP API; each component adds its group here. */
@@ -10,8 +13,12 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(SystemApi)
   .add(VenueAdminApi)
   .add(DeviceApi)
+  .add(PeopleApi)
   .add(IdentityAdminApi)
+  .add(DeadLettersApi)
   .add(MatchingApi)
+  .add(TicketAdminApi)
+  .add(TicketsApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

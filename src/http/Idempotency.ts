@@ -130,22 +130,30 @@ const answer = (stored: StoredAnswer, replayed: boolean) => {
   })
 }
 
+/** The answer of one idempotent message, first or replayed, without the HTTP envelope. */
+export interface IdempotentAnswer {
+  readonly status: number
+  /** Whether `body` is a problem (a stored rejection). */
+  readonly problem: boolean
+  readonly body: unknown
+  readonly replayed: boolean
+}
+
 /**
- * Runs `handler` once per (device, key) and answers with an `HttpServerResponse`: the first
- * answer, or its replay with `Idempotent-Replayed: true`. Returning a response from an HttpApi
- * handler is allowed: the builder sends it as is instead of encoding a success.
+ * The core of `idempotent` for messages that do not arrive as their own HTTP request (items of a
+ * device batch): `method` and `url` name the request the message stands for, so a batch item and
+ * the same request sent alone with the same key are one message.
  */
-export const idempotent = <A, I, E, R, F = never, FI = never>(
-  options: IdempotentOptions<A, I, F, FI>,
+export const idempotentAnswer = <A, I, E, R, F = never, FI = never>(
+  options: IdempotentOptions<A, I, F, FI> & { readonly method: string; readonly url: string },
   handler: Effect.Effect<A, E, R>
 ): Effect.Effect<
-  HttpServerResponse.HttpServerResponse,
+  IdempotentAnswer,
   Exclude<E, F | SqlError> | IdempotencyKeyReused | MessageInProgress | InboxUnavailable,
-  R | Inbox | HttpServerRequest.HttpServerRequest
+  R | Inbox
 > =>
   Effect.gen(function*() {
     const inbox = yield* Inbox
-    const request = yield* HttpServerRequest.HttpServerRequest
     const isRejection = options.rejections === undefined ? () => false : Schema.is(options.rejections)
 
     const toAnswer = handler.pipe(
@@ -166,11 +174,30 @@ export const idempotent = <A, I, E, R, F = never, FI = never>(
       {
         scope: `device:${options.deviceId}`,
         key: options.key,
-        payload: { method: request.method, url: request.url, body: options.payload }
+        payload: { method: options.method, url: options.url, body: options.payload }
       },
       toAnswer,
       { success: StoredAnswer, failure: StoredRejection, concurrent: "fail" }
     )
     const stored = Either.match(receipt.result, { onLeft: (r) => r.answer, onRight: (a) => a })
-    return answer(stored, receipt.replayed)
+    return { ...stored, replayed: receipt.replayed }
+  }) as any
+
+/**
+ * Runs `handler` once per (device, key) and answers with an `HttpServerResponse`: the first
+ * answer, or its replay with `Idempotent-Replayed: true`. Returning a response from an HttpApi
+ * handler is allowed: the builder sends it as is instead of encoding a success.
+ */
+export const idempotent = <A, I, E, R, F = never, FI = never>(
+  options: IdempotentOptions<A, I, F, FI>,
+  handler: Effect.Effect<A, E, R>
+): Effect.Effect<
+  HttpServerResponse.HttpServerResponse,
+  Exclude<E, F | SqlError> | IdempotencyKeyReused | MessageInProgress | InboxUnavailable,
+  R | Inbox | HttpServerRequest.HttpServerRequest
+> =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const result = yield* idempotentAnswer({ ...options, method: request.method, url: request.url }, handler)
+    return answer(result, result.replayed)
   }) as any

@@ -4,24 +4,33 @@ import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
+import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { MatchingHandlers } from "../http/handlers/Matching.js"
+import { PeopleHandlers } from "../http/handlers/People.js"
 import { SystemHandlers } from "../http/handlers/System.js"
+import { TicketAdminHandlers, TicketsHandlers } from "../http/handlers/Tickets.js"
 import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
 import { AdminAuth } from "../http/Security.js"
+import { ViewerAuth } from "../http/ViewerAuth.js"
 import { AppConfig } from "./Config.js"
 import { IdentityLive } from "./Identity.js"
 import { MatchingLive } from "./Matching.js"
+import { TicketingLive } from "./Ticketing.js"
 
 /** Every handler group of the API; each component adds its own here. */
 const HandlersLive = Layer.mergeAll(
   SystemHandlers,
   VenueAdminHandlers,
   DeviceHandlers,
+  PeopleHandlers,
   IdentityAdminHandlers,
-  MatchingHandlers
+  DeadLettersHandlers,
+  MatchingHandlers,
+  TicketAdminHandlers,
+  TicketsHandlers
 )
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
@@ -29,6 +38,8 @@ const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(AdminAuth.layer),
   Layer.provide(DeviceAuth.layer),
   Layer.provide(MatchingLive),
+  Layer.provide(ViewerAuth.layer),
+  Layer.provide(TicketingLive),
   Layer.provide(IdentityLive)
 )
 

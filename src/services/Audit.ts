@@ -20,6 +20,9 @@ export type AuditAction =
   | "identification"
   | "verification"
   | "admission"
+  | "event.provider_mapped"
+  | "ticket.claimed"
+  | "ticket.unlinked"
 
 export interface AuditEntry {
   readonly action: AuditAction

@@ -126,6 +126,11 @@ export interface EnrollmentShape {
    * was never enrolled gets a tombstone too, so an enrollment delivered after its erasure is refused.
    */
   readonly erase: (actor: Actor, personId: string) => Effect.Effect<Erasure, PersonNotFound | SqlError>
+  /**
+   * Validates templates without touching the database (the checks `enroll` and `addTemplates`
+   * make first). Lets callers refuse a bad vector before anything fingerprints the request.
+   */
+  readonly checkTemplates: (templates: ReadonlyArray<TemplateInput>) => Effect.Effect<void, TemplateInvalid>
   /** Whether the id was erased, and when; for refusing redelivered messages before replaying them. */
   readonly erasedAt: (actor: Actor, personId: string) => Effect.Effect<Date | undefined, SqlError>
   /** Marks people as seen (identified, admitted): it moves their retention date. */
@@ -447,7 +452,17 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
         return erased
       }).pipe(Effect.withSpan("Enrollment.retentionPass"))
 
-      return { enroll, addTemplates, recordConsent, get, erase, erasedAt, recordInteraction, retentionPass }
+      return {
+        enroll,
+        addTemplates,
+        recordConsent,
+        get,
+        erase,
+        checkTemplates: (templates: ReadonlyArray<TemplateInput>) => Effect.asVoid(prepare(templates)),
+        erasedAt,
+        recordInteraction,
+        retentionPass
+      }
     })
   )
 }

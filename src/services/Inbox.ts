@@ -714,7 +714,11 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
         schedule: inboxWait(waitFor),
         while: (e) => e instanceof MessageInProgress
       })).pipe(
-        Effect.tapError((e) => e instanceof MessageInProgress ? Metric.increment(metrics.inProgress) : Effect.void),
+        Effect.tapError((e) =>
+          e instanceof MessageInProgress
+            ? Effect.zipRight(Metric.increment(metrics.inProgress), Effect.logDebug("another copy is in progress"))
+            : Effect.void
+        ),
         Effect.annotateLogs({ component: "inbox", scope: message.scope, messageId: message.key }),
         Effect.withSpan("Inbox.receive", { attributes: { scope: message.scope, messageId: message.key } })
       ) as Effect.Effect<Receipt<A, F>, Exclude<E, F | SqlError> | InboxError, R>

@@ -347,6 +347,7 @@ export const makeFleetScenario = (): Scenario => {
   const strangers = (world: World, f: Fleet) =>
     Effect.gen(function*() {
       // Passers-by who never enrolled walk up to the gates while the doors are open.
+      if (!world.capabilities.has("POST", "/v1/admissions")) return
       const rng = world.rng.fork("passers-by")
       const count = Math.max(2, Math.round(world.options.people * 0.05))
       yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, layer } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Either, Exit, Layer } from "effect"
+import { Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer } from "effect"
 import * as Crypto from "node:crypto"
 import type { AppConfigShape } from "../../src/layers/Config.js"
 import {
@@ -340,6 +340,28 @@ describe("Inbox", () => {
         expect(Either.isRight(fine)).toBe(true)
         expect(tooShort).toBeInstanceOf(InboxRetentionTooShort)
         expect(tooShort.message).toContain("INBOX_CLAIM_LEASE_MS")
+      }))
+
+    it.effect("releases the claim of an interrupted delivery, so the next copy runs at once", () =>
+      Effect.gen(function*() {
+        const inbox = yield* Inbox
+        const scope = freshScope()
+        const message = { scope, key: "gone", payload: { amount: 1 } }
+        const started = yield* Deferred.make<void>()
+        const stuck = Effect.zipRight(
+          apply(scope, "gone", 1),
+          Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+        )
+
+        const fiber = yield* Effect.fork(inbox.receive(message, stuck, options))
+        yield* Deferred.await(started)
+        yield* Fiber.interrupt(fiber)
+        const stored = yield* inbox.lookup(scope, "gone")
+        const next = yield* inbox.receive(message, apply(scope, "gone", 1), { ...options, concurrent: "fail" })
+
+        expect(stored._tag).toBe("None")
+        expect(next.replayed).toBe(false)
+        expect(yield* effectsOf(scope)).toEqual({ gone: 1 })
       }))
   })
 })

@@ -58,3 +58,57 @@ export const addGuest = (eventId: string, personId: string) =>
   request("PUT", `/v1/admin/events/${eventId}/guests/${personId}`, { key: adminKey }).pipe(
     Effect.flatMap(expectStatus("add guest", 200))
   )
+
+/** A consent record as devices send it. */
+export const consentRecord = {
+  purposes: ["venue-admission"],
+  noticeVersion: "2024-05",
+  jurisdiction: "EU-GDPR",
+  method: "kiosk-signature",
+  givenAt: "2024-06-01T18:00:00.000Z"
+}
+
+/** A random unit-free vector for a model of `dimension` values (not normalised: the service does that). */
+export const randomVector = (dimension = 4) => Array.from({ length: dimension }, () => Math.random() * 2 - 1)
+
+export interface EnrollOptions {
+  readonly personId?: string
+  readonly externalRef?: string
+  readonly modelId?: string
+  readonly vectors?: ReadonlyArray<ReadonlyArray<number>>
+  readonly idempotencyKey?: string
+}
+
+/**
+ * Enrolls a person through `POST /v1/people` as `device` (by default one random template of
+ * the four-dimension test model) and returns the person as answered.
+ */
+export const enroll = (device: TestDevice, options: EnrollOptions = {}) =>
+  request("POST", "/v1/people", {
+    key: device.key,
+    headers: { "idempotency-key": options.idempotencyKey ?? Crypto.randomUUID() },
+    body: {
+      personId: options.personId ?? Crypto.randomUUID(),
+      ...(options.externalRef === undefined ? {} : { externalRef: options.externalRef }),
+      consent: consentRecord,
+      templates: (options.vectors ?? [randomVector()]).map((vector) => ({
+        modelId: options.modelId ?? "test-4d@1",
+        vector
+      }))
+    }
+  }).pipe(
+    Effect.flatMap(expectStatus("enroll", 201)),
+    Effect.map((person): { readonly personId: string; readonly venueId: string; readonly [k: string]: any } => person)
+  )
+
+/** A venue with a device and an event, and `count` people enrolled and added to the event's guests. */
+export const eventWithGuests = (count: number, options: Omit<EnrollOptions, "personId" | "idempotencyKey"> = {}) =>
+  Effect.gen(function*() {
+    const device = yield* createVenueAndDevice
+    const event = yield* createEvent(device.venueId)
+    const people = yield* Effect.forEach(
+      Array.from({ length: count }),
+      () => Effect.tap(enroll(device, options), (person) => addGuest(event.eventId, person.personId))
+    )
+    return { device, event, people }
+  })

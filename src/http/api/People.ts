@@ -1,3 +1,4 @@
+import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import {
   ConsentNotActive,
@@ -12,6 +13,8 @@ import {
 } from "../../domain/Identity.js"
 import { modelIds } from "../../domain/Models.js"
 import { BoundedString } from "../../domain/Text.js"
+import { DeviceAuth } from "../DeviceAuth.js"
+import { idempotentEndpoint } from "../Idempotency.js"
 
 const Timestamp = Schema.Date.annotations({ description: "ISO 8601 date and time" })
 const Label = BoundedString(100)
@@ -146,3 +149,76 @@ export const AddTemplatesRejection = Schema.Union(
 )
 export const ConsentRejection = Schema.Union(PersonNotFound, PersonErased)
 export const EraseRejection = PersonNotFound
+
+const personPath = Schema.Struct({ personId: PersonId })
+
+/** Enrollment, consent and erasure of people, by the devices of a venue. */
+export class PeopleApi extends HttpApiGroup.make("people")
+  .add(
+    HttpApiEndpoint.post("enroll", "/v1/people")
+      .setPayload(EnrollRequest)
+      .addSuccess(Person, { status: 201 })
+      .addError(PersonErased)
+      .addError(PersonIdUnavailable)
+      .addError(PersonAlreadyEnrolled)
+      .addError(ExternalRefTaken)
+      .addError(TemplateInvalid)
+      .addError(TemplateLimitReached)
+      .pipe(idempotentEndpoint)
+      .annotate(
+        OpenApi.Description,
+        "Enroll a person with a consent record and one or more templates, all or nothing. An erased person id " +
+          "is refused with 410 PersonErased, also for a redelivered copy of the original enrollment."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("addTemplates", "/v1/people/:personId/templates")
+      .setPath(personPath)
+      .setPayload(AddTemplatesRequest)
+      .addSuccess(AddedTemplates, { status: 201 })
+      .addError(PersonNotFound)
+      .addError(PersonErased)
+      .addError(ConsentNotActive)
+      .addError(TemplateInvalid)
+      .addError(TemplateLimitReached)
+      .pipe(idempotentEndpoint)
+      .annotate(OpenApi.Description, "Add templates to a person whose consent is active.")
+  )
+  .add(
+    HttpApiEndpoint.post("recordConsent", "/v1/people/:personId/consent")
+      .setPath(personPath)
+      .setPayload(ConsentChange)
+      .addSuccess(Person)
+      .addError(PersonNotFound)
+      .addError(PersonErased)
+      .pipe(idempotentEndpoint)
+      .annotate(
+        OpenApi.Description,
+        "Append to the consent history. Withdrawal removes the person from every gallery in the same commit; " +
+          "the retention job then erases them."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/people/:personId")
+      .setPath(personPath)
+      .addSuccess(Person)
+      .addError(PersonNotFound)
+      .addError(PersonErased)
+      .annotate(OpenApi.Description, "Status, consent history and template metadata; never vectors.")
+  )
+  .add(
+    HttpApiEndpoint.del("erase", "/v1/people/:personId")
+      .setPath(personPath)
+      .addSuccess(Erasure)
+      .addError(PersonNotFound)
+      .pipe(idempotentEndpoint)
+      .annotate(
+        OpenApi.Description,
+        "Erase a person: templates, data key, consent history and gallery entries. Idempotent; a tombstone " +
+          "without personal data refuses later enrollments under this id. Erasing an id not (yet) enrolled " +
+          "tombstones it, so an enrollment that arrives after its erasure is refused."
+      )
+  )
+  .middleware(DeviceAuth)
+  .annotate(OpenApi.Title, "People")
+{}
