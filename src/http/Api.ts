@@ -1,4 +1,5 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { MatchingApi } from "./api/Matching.js"
@@ -12,6 +13,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(DeviceApi)
   .add(IdentityAdminApi)
   .add(MatchingApi)
+  .add(DeadLettersApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -10,6 +10,7 @@ import { DatabaseLive } from "./Database.js"
 import { HttpLive } from "./Http.js"
 import { RetentionLive } from "./Identity.js"
 import { LoggingLive } from "./Logging.js"
+import { MessagingLive } from "./Messaging.js"
 import { Prometheus } from "./Metrics.js"
 import { Secrets } from "./Secrets.js"
 
@@ -52,6 +53,7 @@ export const ObservabilityLive = Layer.mergeAll(Health.layer, Prometheus.layer)
  */
 export const ServerLive = Layer.mergeAll(HttpLive, RetentionLive).pipe(
   Layer.provideMerge(InboxLive),
+  Layer.provideMerge(MessagingLive),
   Layer.provide(SchemaLive),
   Layer.provideMerge(ObservabilityLive)
 )

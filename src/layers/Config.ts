@@ -264,6 +264,72 @@ const config = Config.all({
     "86400000",
     "Milliseconds after an event ends that its gallery stays in memory, for late and offline identifications.",
     int(86_400_000, 0)
+  ),
+  queueConcurrency: setting(
+    "QUEUE_CONCURRENCY",
+    "4",
+    "Work queue batches processed at once per process, each in its own transaction (0 runs no workers).",
+    int(4, 0)
+  ),
+  queueBatchSize: setting(
+    "QUEUE_BATCH_SIZE",
+    "32",
+    "Jobs a worker claims at once and completes in one transaction, each message isolated by a savepoint.",
+    int(32, 1)
+  ),
+  queueLeaseMs: setting(
+    "QUEUE_LEASE_MS",
+    "30000",
+    "Milliseconds a claimed job stays reserved without a heartbeat; then another worker may take it over.",
+    int(30_000, 500)
+  ),
+  queuePollIntervalMs: setting(
+    "QUEUE_POLL_INTERVAL_MS",
+    "1000",
+    "Milliseconds between polls of the work queue and the outbox when no notification arrives (backstop for LISTEN/NOTIFY); also the lease reaper's period.",
+    int(1000, 10)
+  ),
+  queueMaxAttempts: setting(
+    "QUEUE_MAX_ATTEMPTS",
+    "10",
+    "Attempts at a job (including ones cut short by a crash) before it is parked as a dead letter.",
+    int(10, 1)
+  ),
+  queueBackoffBaseMs: setting(
+    "QUEUE_BACKOFF_BASE_MS",
+    "1000",
+    "Milliseconds before a failed job's second attempt; doubles per attempt, with jitter.",
+    int(1000, 1)
+  ),
+  queueBackoffMaxMs: setting(
+    "QUEUE_BACKOFF_MAX_MS",
+    "600000",
+    "Largest delay in milliseconds between two attempts at a job.",
+    int(600_000, 1)
+  ),
+  outboxRelayBatch: setting(
+    "OUTBOX_RELAY_BATCH",
+    "200",
+    "Outbox rows the relay claims and delivers in one transaction.",
+    int(200, 1)
+  ),
+  outboxMaxAttempts: setting(
+    "OUTBOX_MAX_ATTEMPTS",
+    "12",
+    "Delivery attempts of an outbox row before it is parked as a dead letter.",
+    int(12, 1)
+  ),
+  outboxBackoffBaseMs: setting(
+    "OUTBOX_BACKOFF_BASE_MS",
+    "500",
+    "Milliseconds before an outbox row's second delivery attempt; doubles per attempt, with jitter.",
+    int(500, 1)
+  ),
+  outboxBackoffMaxMs: setting(
+    "OUTBOX_BACKOFF_MAX_MS",
+    "600000",
+    "Largest delay in milliseconds between two delivery attempts of an outbox row.",
+    int(600_000, 1)
   )
 })
 
@@ -307,6 +373,17 @@ export interface AppConfigShape {
   readonly deviceBatchMaxMessages: number
   readonly matchingPollMs: number
   readonly matchingGraceMs: number
+  readonly queueConcurrency: number
+  readonly queueBatchSize: number
+  readonly queueLeaseMs: number
+  readonly queuePollIntervalMs: number
+  readonly queueMaxAttempts: number
+  readonly queueBackoffBaseMs: number
+  readonly queueBackoffMaxMs: number
+  readonly outboxRelayBatch: number
+  readonly outboxMaxAttempts: number
+  readonly outboxBackoffBaseMs: number
+  readonly outboxBackoffMaxMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */

@@ -4,6 +4,7 @@ import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
+import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { MatchingHandlers } from "../http/handlers/Matching.js"
@@ -21,7 +22,8 @@ const HandlersLive = Layer.mergeAll(
   VenueAdminHandlers,
   DeviceHandlers,
   IdentityAdminHandlers,
-  MatchingHandlers
+  MatchingHandlers,
+  DeadLettersHandlers
 )
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(

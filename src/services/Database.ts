@@ -1,5 +1,5 @@
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Predicate } from "effect"
+import { Effect, Option, Predicate } from "effect"
 import { transientDatabase } from "../layers/Schedules.js"
 
 /**
@@ -49,3 +49,15 @@ export const isUniqueViolation = (error: unknown): boolean => sqlState(error) ==
 /** Retries `effect` on transient database errors with the named jittered schedule. */
 export const retryTransient = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.retry(effect, { schedule: transientDatabase, while: isTransient })
+
+/**
+ * `withTransaction` turns a failing COMMIT (or ROLLBACK) into a defect. Wrapped around a whole
+ * transaction, this gives such a defect back as its `SqlError`, so that `retryTransient` can retry
+ * a commit that failed on a lost connection. Only safe when the work is idempotent or fenced: the
+ * commit may have gone through.
+ */
+export const commitFailuresAsErrors = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+  Effect.catchSomeDefect(
+    effect,
+    (defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()
+  )
