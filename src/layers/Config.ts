@@ -1,4 +1,5 @@
 import { Config, Context, Effect, Layer, LogLevel, type Option, type Redacted } from "effect"
+import { redeliveryHorizonMs } from "../domain/Backoff.js"
 
 /**
  * One documented setting: the environment variable, the default shown to operators and what it
@@ -407,7 +408,22 @@ export interface RedeliveryHorizon {
  * A component that redelivers (queue, relay, device uploads) adds its horizon here.
  */
 export const redeliveryHorizons = (config: AppConfigShape): ReadonlyArray<RedeliveryHorizon> => [
-  { source: "INBOX_CLAIM_LEASE_MS (an abandoned claim is taken over after it)", ms: config.inboxClaimLeaseMs }
+  { source: "INBOX_CLAIM_LEASE_MS (an abandoned claim is taken over after it)", ms: config.inboxClaimLeaseMs },
+  {
+    source: "QUEUE_MAX_ATTEMPTS, QUEUE_BACKOFF_*_MS and QUEUE_LEASE_MS (a job's retries, each possibly after a lease)",
+    ms: redeliveryHorizonMs(
+      { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
+      config.queueMaxAttempts
+    ) +
+      config.queueMaxAttempts * config.queueLeaseMs
+  },
+  {
+    source: "OUTBOX_MAX_ATTEMPTS and OUTBOX_BACKOFF_*_MS (an event's delivery retries)",
+    ms: redeliveryHorizonMs(
+      { baseMs: config.outboxBackoffBaseMs, maxMs: config.outboxBackoffMaxMs },
+      config.outboxMaxAttempts
+    )
+  }
 ]
 
 /** Text for `--help`: every setting with its default. */
