@@ -52,8 +52,8 @@ export const ObservabilityLive = Layer.mergeAll(Health.layer, Prometheus.layer)
  * their own database and secrets, the process provides `DatabaseLive`.
  */
 export const ServerLive = Layer.mergeAll(HttpLive, RetentionLive).pipe(
-  Layer.provideMerge(InboxLive),
   Layer.provideMerge(MessagingLive),
+  Layer.provideMerge(InboxLive),
   Layer.provide(SchemaLive),
   Layer.provideMerge(ObservabilityLive)
 )

@@ -1,4 +1,5 @@
 import { Config, Context, Effect, Layer, LogLevel, type Option, type Redacted } from "effect"
+import { redeliveryHorizonMs } from "../domain/Backoff.js"
 
 /**
  * One documented setting: the environment variable, the default shown to operators and what it
@@ -253,6 +254,18 @@ const config = Config.all({
     "Most messages in one POST /v1/device-messages batch.",
     int(100, 1)
   ),
+  matchingPollMs: setting(
+    "MATCHING_POLL_MS",
+    "5000",
+    "Milliseconds between checks of every in-memory gallery against the database, the backstop when a change announcement is lost; also the longest a consent withdrawal in another instance stays visible here.",
+    int(5000, 10)
+  ),
+  matchingGraceMs: setting(
+    "MATCHING_HOLD_AFTER_END_MS",
+    "86400000",
+    "Milliseconds after an event ends that its gallery stays in memory, for late and offline identifications.",
+    int(86_400_000, 0)
+  ),
   queueConcurrency: setting(
     "QUEUE_CONCURRENCY",
     "4",
@@ -318,18 +331,6 @@ const config = Config.all({
     "600000",
     "Largest delay in milliseconds between two delivery attempts of an outbox row.",
     int(600_000, 1)
-  ),
-  matchingPollMs: setting(
-    "MATCHING_POLL_MS",
-    "5000",
-    "Milliseconds between checks of every in-memory gallery against the database, the backstop when a change announcement is lost; also the longest a consent withdrawal in another instance stays visible here.",
-    int(5000, 10)
-  ),
-  matchingGraceMs: setting(
-    "MATCHING_HOLD_AFTER_END_MS",
-    "86400000",
-    "Milliseconds after an event ends that its gallery stays in memory, for late and offline identifications.",
-    int(86_400_000, 0)
   )
 })
 
@@ -371,6 +372,8 @@ export interface AppConfigShape {
   readonly retentionBatchSize: number
   readonly maxTemplatesPerPerson: number
   readonly deviceBatchMaxMessages: number
+  readonly matchingPollMs: number
+  readonly matchingGraceMs: number
   readonly queueConcurrency: number
   readonly queueBatchSize: number
   readonly queueLeaseMs: number
@@ -382,8 +385,6 @@ export interface AppConfigShape {
   readonly outboxMaxAttempts: number
   readonly outboxBackoffBaseMs: number
   readonly outboxBackoffMaxMs: number
-  readonly matchingPollMs: number
-  readonly matchingGraceMs: number
 }
 
 /** The whole configuration of a Gatehouse process, read once from the environment. */
@@ -407,7 +408,22 @@ export interface RedeliveryHorizon {
  * A component that redelivers (queue, relay, device uploads) adds its horizon here.
  */
 export const redeliveryHorizons = (config: AppConfigShape): ReadonlyArray<RedeliveryHorizon> => [
-  { source: "INBOX_CLAIM_LEASE_MS (an abandoned claim is taken over after it)", ms: config.inboxClaimLeaseMs }
+  { source: "INBOX_CLAIM_LEASE_MS (an abandoned claim is taken over after it)", ms: config.inboxClaimLeaseMs },
+  {
+    source: "QUEUE_MAX_ATTEMPTS, QUEUE_BACKOFF_*_MS and QUEUE_LEASE_MS (a job's retries, each possibly after a lease)",
+    ms: redeliveryHorizonMs(
+      { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
+      config.queueMaxAttempts
+    ) +
+      config.queueMaxAttempts * config.queueLeaseMs
+  },
+  {
+    source: "OUTBOX_MAX_ATTEMPTS and OUTBOX_BACKOFF_*_MS (an event's delivery retries)",
+    ms: redeliveryHorizonMs(
+      { baseMs: config.outboxBackoffBaseMs, maxMs: config.outboxBackoffMaxMs },
+      config.outboxMaxAttempts
+    )
+  }
 ]
 
 /** Text for `--help`: every setting with its default. */

@@ -1,12 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random, Ref, Schedule } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random, Ref, Schedule, Schema } from "effect"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import { type BackoffPolicy, retryDelayMs } from "../domain/Backoff.js"
 import { AppConfig } from "../layers/Config.js"
 import { type Consumer, Consumers, MessageRejected } from "./Consumers.js"
 import { commitFailuresAsErrors, retryTransient } from "./Database.js"
+import { IdempotencyKeyReused, Inbox, InboxUnavailable } from "./Inbox.js"
 import { channels, Listener } from "./Listener.js"
 import { type Job, type JobFailure, type Lease, Queue } from "./Queue.js"
 import { describeFailure } from "./Relay.js"
@@ -56,6 +57,14 @@ const lostJobs = Metric.counter("gatehouse_queue_lease_lost_total", {
   incremental: true
 })
 
+// The inbox asks for a batch in key order, so that two batches never wait on each other's keys.
+const byInboxKey = (a: Job, b: Job) =>
+  a.queue === b.queue
+    ? (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0)
+    : a.queue < b.queue
+    ? -1
+    : 1
+
 /** A name for this process's claims: host, pid and a random suffix. */
 export const workerOwner = () => `${Os.hostname()}/${process.pid}/${Crypto.randomBytes(3).toString("hex")}`
 
@@ -82,8 +91,23 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
       const queue = yield* Queue
       const consumers = yield* Consumers
 
+      const inbox = yield* Inbox
+
+      // The inbox runs the handler in a savepoint of the batch's transaction and records the
+      // message there: a redelivered message (a duplicate job, a retried dead letter that had
+      // succeeded) replays instead of running again. Rejections are not stored: a dead letter
+      // retried after its cause was fixed must run again.
       const runMessage = (consumer: Consumer, job: Job) =>
-        consumer.handle({ messageId: job.messageId, topic: job.topic, payload: job.payload, attempt: job.attempt })
+        inbox.process(
+          { scope: job.queue, key: job.messageId, payload: job.payload },
+          Effect.asVoid(
+            consumer.handle({ messageId: job.messageId, topic: job.topic, payload: job.payload, attempt: job.attempt })
+          ),
+          { success: Schema.Void, concurrent: "fail" }
+        ).pipe(
+          // A deadlock or serialization failure of this message alone: its savepoint is gone, run it again.
+          Effect.retry({ while: (e) => e instanceof InboxUnavailable, times: 2 })
+        )
 
       const batch = (jobs: ReadonlyArray<Job>, registry: ReadonlyMap<string, Consumer>) =>
         Effect.gen(function*() {
@@ -93,7 +117,7 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
           const done: Array<Lease> = []
           const retries: Array<JobFailure & { delayMs: number }> = []
           const parks: Array<JobFailure> = []
-          for (const job of jobs) {
+          for (const job of [...jobs].sort(byInboxKey)) {
             if (!held.has(job.id)) continue
             const consumer = registry.get(job.queue)
             if (consumer === undefined) {
@@ -101,13 +125,16 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
               retries.push({ lease: job, error: "no consumer registered in the claiming process", delayMs: 0 })
               continue
             }
-            const exit = yield* Effect.exit(retryTransient(sql.withTransaction(runMessage(consumer, job))))
+            const exit = yield* Effect.exit(runMessage(consumer, job))
             if (Exit.isSuccess(exit)) {
               done.push(job)
               continue
             }
             const error = describeFailure(exit.cause)
-            const rejected = Option.exists(Cause.failureOption(exit.cause), (e) => e instanceof MessageRejected)
+            const rejected = Option.exists(
+              Cause.failureOption(exit.cause),
+              (e) => e instanceof MessageRejected || e instanceof IdempotencyKeyReused
+            )
             const annotations = { component: "queue", scope: job.queue, messageId: job.messageId, attempt: job.attempt }
             if (rejected || job.attempt >= options.maxAttempts) {
               parks.push({ lease: job, error })

@@ -3,16 +3,18 @@ import { Effect, Layer } from "effect"
 import { AppConfig, type AppConfigShape } from "../../src/layers/Config.js"
 import { MessagingServicesLive } from "../../src/layers/Messaging.js"
 import { Health } from "../../src/services/Health.js"
+import { Inbox } from "../../src/services/Inbox.js"
 import type { WorkerOptions } from "../../src/services/Worker.js"
 import { TestDatabaseLive } from "./Database.js"
 
 /**
- * Messaging services (outbox, queue, consumer registry, dead letters, listener) on a fresh
+ * Messaging services (outbox, queue, consumer registry, dead letters, listener, inbox) on a fresh
  * migrated database, without the relay and workers: tests run rounds themselves. Use with
  * `it.layer(..., { excludeTestServices: true })`: the listener needs the real clock.
  */
 export const MessagingTestLive = (overrides: Partial<AppConfigShape> = {}) =>
   MessagingServicesLive.pipe(
+    Layer.provideMerge(Inbox.layerWith()),
     Layer.provideMerge(Health.layer),
     Layer.provideMerge(TestDatabaseLive),
     Layer.provideMerge(AppConfig.make({ queuePollIntervalMs: 100, ...overrides }))
