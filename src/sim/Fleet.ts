@@ -624,7 +624,7 @@ const fleetChecks = (world: World, f: Fleet) =>
       (n) => `${n} messages got different answers on resend`
     ))
 
-    if (tables.has("admissions")) {
+    if (tables.has("admissions") && world.capabilities.has("POST", "/v1/admissions")) {
       const admissions = yield* world.sql<{
         id: number
         device_id: string
