@@ -141,5 +141,14 @@ export const device = {
     bearer: key,
     label: "list tickets",
     faults: true
+  }),
+  /** A query: no Idempotency-Key, each call is its own attempt. */
+  verify: (key: string, personId: string, vector: ReadonlyArray<number>): DeviceRequest => ({
+    method: "POST",
+    path: "/v1/verify",
+    body: { personId, probe: { modelId, vector } },
+    bearer: key,
+    label: `verify ${personId}`,
+    faults: true
   })
 }

@@ -57,6 +57,8 @@ interface Fleet {
   gates: Array<Gate>
   people: Array<PersonState>
   scans: Array<ScanRecord>
+  /** Kiosk checks after enrollment: a fresh capture of the person, or of someone else. */
+  verifications: Array<{ readonly person: string; readonly genuine: boolean; readonly decision: string }>
   startedAt: number
 }
 
@@ -117,6 +119,7 @@ export const makeFleetScenario = (): Scenario => {
           admitted: false
         })),
         scans: [],
+        verifications: [],
         startedAt: 0
       }
       fleet = f
@@ -201,6 +204,27 @@ export const makeFleetScenario = (): Scenario => {
       record(delivery, reply)
       if (reply.status < 300) world.stats.inc("enrolled")
       else world.stats.inc("enrollRejected")
+      if (reply.status < 300 && world.capabilities.has("POST", "/v1/verify")) {
+        yield* verifyAtKiosk(world, f, state, kiosk)
+      }
+    })
+
+  /**
+   * The kiosk checks the enrollment took: a fresh capture of the person must match (1:1), and now
+   * and then a capture of the next person in the queue must not.
+   */
+  const verifyAtKiosk = (world: World, f: Fleet, state: PersonState, kiosk: Kiosk) =>
+    Effect.gen(function*() {
+      const faces = model(world.options.seed)
+      const rng = state.plan.rng.fork("verify")
+      const impostor = rng.chance(0.3)
+      const face = impostor ? `someone-else-${state.plan.ref}` : state.plan.ref
+      const reply = yield* kiosk.client.call(device.verify(kiosk.key, state.plan.id, faces.capture(face, rng))).pipe(
+        Effect.option
+      )
+      if (reply._tag === "Some" && reply.value.status === 200) {
+        f.verifications.push({ person: state.plan.id, genuine: !impostor, decision: String(reply.value.body.decision) })
+      }
     })
 
   const sellTicket = (world: World, f: Fleet, state: PersonState) =>
@@ -346,6 +370,7 @@ export const makeFleetScenario = (): Scenario => {
 
   const strangers = (world: World, f: Fleet) =>
     Effect.gen(function*() {
+      if (!world.capabilities.has("POST", "/v1/admissions")) return
       // Passers-by who never enrolled walk up to the gates while the doors are open.
       if (!world.capabilities.has("POST", "/v1/admissions")) return
       const rng = world.rng.fork("passers-by")
@@ -600,7 +625,7 @@ const fleetChecks = (world: World, f: Fleet) =>
       (n) => `${n} messages got different answers on resend`
     ))
 
-    if (tables.has("admissions")) {
+    if (tables.has("admissions") && world.capabilities.has("POST", "/v1/admissions")) {
       const admissions = yield* world.sql<{
         id: number
         device_id: string
@@ -617,7 +642,7 @@ const fleetChecks = (world: World, f: Fleet) =>
         FROM admissions WHERE event_id = ${f.eventId} ORDER BY id
       `
       const byNonce = new Map(admissions.map((a) => [`${a.device_id}/${a.nonce}`, a]))
-      const answered = f.scans.filter((s) => s.status === "answered")
+      const answered = f.scans.filter((s) => s.answers.some((a) => a.status < 300))
       const lost = answered.filter((s) => !byNonce.has(`${s.deviceId}/${s.nonce}`)).map((s) => s.nonce)
       const mismatched = answered.filter((s) => {
         const row = byNonce.get(`${s.deviceId}/${s.nonce}`)
@@ -702,6 +727,28 @@ const fleetChecks = (world: World, f: Fleet) =>
       checks.push(skip("no ticket admitted twice between exits", "the service has no admissions yet"))
     }
 
+    if (f.verifications.length > 0) {
+      const genuine = f.verifications.filter((v) => v.genuine)
+      const impostors = f.verifications.filter((v) => !v.genuine)
+      const missed = genuine.filter((v) => v.decision !== "match")
+      const accepted = impostors.filter((v) => v.decision === "match")
+      checks.push(rateCheck(
+        "genuine verifications matched",
+        "fresh captures of the enrolled person matched 1:1",
+        genuine.length - missed.length,
+        genuine.length,
+        { atLeast: 0.99 },
+        missed.map((v) => v.person)
+      ))
+      checks.push(rateCheck(
+        "impostor verifications refused",
+        "captures of someone else refused 1:1",
+        impostors.length - accepted.length,
+        impostors.length,
+        { atLeast: 1 },
+        accepted.map((v) => v.person)
+      ))
+    }
     checks.push(...(yield* ticketChecks(world, f, tables)))
     checks.push(...(yield* messagingChecks(world, tables)))
     return checks
