@@ -39,19 +39,31 @@ export const layer = (options: { readonly holdAfterEndMs: number }) =>
 
       const held = sql`e.ends_at > now() - make_interval(secs => ${holdSeconds})`
 
-      // The fingerprint counts templates and sums a hash of their ids: adding, removing or
-      // replacing any template of anyone in the gallery, or anyone joining or leaving it
-      // (consent withdrawn or expired, guest removed, ticket voided), changes it.
-      const events = run(sql<EventFingerprint>`
-        SELECT e.id AS "eventId", e.venue_id AS "venueId",
-               count(t.id)::int AS templates,
-               coalesce(sum(hashtext(t.id::text)), 0)::int8 AS checksum
-        FROM events e
-        LEFT JOIN (SELECT DISTINCT event_id, person_id FROM event_gallery) g ON g.event_id = e.id
-        LEFT JOIN templates t ON t.person_id = g.person_id
+      // The fingerprint counts the (gallery row, template) pairs of an event and sums a hash of
+      // the template ids: anyone joining or leaving the gallery (consent withdrawn or expired,
+      // guest removed, ticket voided) or any template added, removed or replaced changes it. A
+      // person listed twice (guest and ticket holder) counts twice, consistently: the figure is
+      // only compared with itself. Plain joins, no DISTINCT: this runs on every poll.
+      const fingerprints = sql<{ eventId: string; templates: number; checksum: number }>`
+        SELECT g.event_id AS "eventId", count(*)::int AS templates, sum(hashtext(t.id::text))::int8 AS checksum
+        FROM event_gallery g
+        JOIN events e ON e.id = g.event_id
+        JOIN templates t ON t.person_id = g.person_id
         WHERE ${held}
-        GROUP BY e.id, e.venue_id
-      `).pipe(Effect.withSpan("GallerySource.events"))
+        GROUP BY g.event_id
+      `
+      const heldEvents = sql<{ eventId: string; venueId: string }>`
+        SELECT e.id AS "eventId", e.venue_id AS "venueId" FROM events e WHERE ${held}
+      `
+      const events = run(Effect.zipWith(heldEvents, fingerprints, (all, prints) => {
+        const byEvent = new Map(prints.map((p) => [p.eventId, p]))
+        return all.map((e): EventFingerprint => ({
+          eventId: e.eventId,
+          venueId: e.venueId,
+          templates: byEvent.get(e.eventId)?.templates ?? 0,
+          checksum: byEvent.get(e.eventId)?.checksum ?? 0
+        }))
+      })).pipe(Effect.withSpan("GallerySource.events"))
 
       const listing = (eventId: string) =>
         !isUuid(eventId) ? Effect.succeed([]) : run(sql<ListedTemplate>`
