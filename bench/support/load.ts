@@ -19,8 +19,8 @@ export interface LoadOptions {
   readonly maxRequests?: number
   /** The i-th request of the run (i counts from 0 across all connections). */
   readonly next: (i: number) => Shot
-  /** Statuses that count as success; others are errors. */
-  readonly ok: (status: number) => boolean
+  /** Whether an answer counts as a success; others are errors. */
+  readonly ok: (status: number, headers: Http.IncomingHttpHeaders) => boolean
 }
 
 export interface LoadResult {
@@ -35,7 +35,7 @@ export interface LoadResult {
 }
 
 const send = (agent: Http.Agent, port: number, shot: Shot) =>
-  new Promise<{ status: number; body: string }>((resolve, reject) => {
+  new Promise<{ status: number; headers: Http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
     const headers: Record<string, string | number> = { ...shot.headers }
     if (shot.body !== undefined) {
       headers["content-type"] = "application/json"
@@ -46,7 +46,12 @@ const send = (agent: Http.Agent, port: number, shot: Shot) =>
       (response) => {
         const chunks: Array<Buffer> = []
         response.on("data", (chunk: Buffer) => chunks.push(chunk))
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
+        response.on("end", () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString()
+          }))
         response.on("error", reject)
       }
     )
@@ -75,10 +80,10 @@ export const load = async (options: LoadOptions): Promise<LoadResult> => {
         const shot = options.next(issued++)
         const t0 = performance.now()
         try {
-          const { body, status } = await send(agent, options.port, shot)
+          const { body, headers, status } = await send(agent, options.port, shot)
           latencies.push(performance.now() - t0)
           statuses[status] = (statuses[status] ?? 0) + 1
-          if (!options.ok(status)) {
+          if (!options.ok(status, headers)) {
             errors++
             firstError ??= `${status} ${body.slice(0, 300)}`
           }

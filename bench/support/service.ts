@@ -84,7 +84,12 @@ export interface Child {
  */
 export const forkChild = async (entry: string, env: Record<string, string>): Promise<Child> => {
   const child = ChildProcess.fork(Path.join(here, "..", entry), [], {
-    execArgv: ["--import", "tsx"],
+    // BENCH_PROFILE_DIR: write a V8 CPU profile of each service process there, to find what limits it.
+    execArgv: [
+      "--import",
+      "tsx",
+      ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [])
+    ],
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"]
   })
