@@ -1,5 +1,6 @@
 import { benchTables } from "./baseline.js"
-import { adminKey } from "./support/api.js"
+import { benchModel } from "./gallery.js"
+import { adminKey, venueFixture } from "./support/api.js"
 import type { BenchContext } from "./support/context.js"
 import { createDatabase, exec } from "./support/database.js"
 import { load, type Shot } from "./support/load.js"
@@ -7,6 +8,7 @@ import type { Section } from "./support/report.js"
 import { forkChild, freePort, tempDataDir } from "./support/service.js"
 import { fmt, fmtRatio, fmtSummary, mib, pairedRatio } from "./support/stats.js"
 import { Measures } from "./support/variants.js"
+import { nearby, vector } from "./support/vectors.js"
 
 interface Variant {
   readonly name: string
@@ -36,24 +38,49 @@ export const httpScenario = async (context: BenchContext): Promise<Section> => {
     ADMIN_KEY: adminKey
   })
   const measures = new Measures()
-  const body = JSON.stringify({ note: "x".repeat(64) })
-
-  const variants: ReadonlyArray<Variant> = [
-    {
-      name: baselineName,
-      label: "minimal endpoint: one INSERT",
-      shots: (round) => (i) => ({
-        method: "POST",
-        path: "/bench/insert",
-        headers: { "idempotency-key": `${round}-${i}` },
-        body
-      }),
-      ok: (status) => status === 201
-    }
-  ]
-
+  const galleryPeople = context.quick ? 50 : 1_000
+  let variants: ReadonlyArray<Variant> = []
   try {
+    const gallerySeed = 1_000_000
     await exec(database.url, benchTables)
+    const fixture = await venueFixture(port)
+    context.log(`http: enrolling ${galleryPeople} people into the event's gallery`)
+    await service.call("fillGallery", { ...fixture, count: galleryPeople, seed: gallerySeed })
+    const device = { authorization: `Bearer ${fixture.deviceKey}` }
+    // Probes are noisy second looks at enrolled people; precomputed so the generator stays cheap.
+    const probes = Array.from({ length: 200 }, (_, i) =>
+      JSON.stringify({
+        eventId: fixture.eventId,
+        probe: { modelId: benchModel, vector: nearby(vector(gallerySeed + (i * 7919) % galleryPeople), i) }
+      }))
+    // The minimal endpoint gets a body of the size of an enrollment's, so reading it costs the same.
+    const body = JSON.stringify({ note: "x".repeat(probes[0]!.length) })
+
+    variants = [
+      {
+        name: baselineName,
+        label: "minimal endpoint: one INSERT",
+        shots: (round) => (i) => ({
+          method: "POST",
+          path: "/bench/insert",
+          headers: { "idempotency-key": `${round}-${i}` },
+          body
+        }),
+        ok: (status) => status === 201
+      },
+      {
+        name: "identify",
+        label: `identify: 1:N search of a ${galleryPeople.toLocaleString("en-US")}-person event gallery`,
+        shots: () => (i) => ({
+          method: "POST",
+          path: "/v1/identify",
+          headers: device,
+          body: probes[i % probes.length]!
+        }),
+        ok: (status) => status === 200
+      }
+    ]
+
     for (const connections of levels) {
       for (let round = 0; round < context.rounds; round++) {
         for (const variant of variants) {

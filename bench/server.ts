@@ -38,8 +38,8 @@ const BenchRoutes = HttpApiBuilder.Router.use((router) =>
 // the server takes its routes.
 const BenchLive = BenchRoutes.pipe(
   Layer.provideMerge(DatabaseLive),
-  Layer.provide(Secrets.layer),
-  Layer.provide(AppConfig.layer)
+  Layer.provideMerge(Secrets.layer),
+  Layer.provideMerge(AppConfig.layer)
 )
 
 const runtime = ManagedRuntime.make(AppLive.pipe(Layer.provideMerge(BenchLive)))
