@@ -38,8 +38,11 @@ const variants: ReadonlyArray<Variant> = [
  */
 export const consumerScenario = async (context: BenchContext): Promise<Section> => {
   const levels = [1, 8, 16]
-  const messagesAt = (concurrency: number) =>
-    context.quick ? 200 * Math.max(1, concurrency / 4) : concurrency === 1 ? 3_000 : 20_000
+  // Each variant's rounds are sized from a short calibration run to last about `roundSeconds`, so a
+  // slow variant does not take minutes and a fast one is not over before it is measured.
+  const roundSeconds = context.quick ? 0.5 : 4
+  const calibration = context.quick ? 100 : 300
+  const sizes = new Map<string, number>()
   const database = await createDatabase(context.server, "consumer")
   const service = await forkChild("server.ts", {
     DATABASE_URL: database.url,
@@ -53,19 +56,27 @@ export const consumerScenario = async (context: BenchContext): Promise<Section> 
   const measures = new Measures()
   try {
     await exec(database.url, benchTables)
+    const runOnce = (variant: Variant, run: string, messages: number, concurrency: number) =>
+      service.call<{ elapsedMs: number }>(variant.command, {
+        ...variant.args,
+        url: database.url,
+        run,
+        messages,
+        concurrency
+      })
     for (const concurrency of levels) {
-      const messages = messagesAt(concurrency)
+      for (const variant of variants) {
+        const { elapsedMs } = await runOnce(variant, `${variant.name}-c${concurrency}-warm`, calibration, concurrency)
+        const rate = calibration / (elapsedMs / 1000)
+        const messages = Math.max(calibration, Math.min(50_000, Math.round((rate * roundSeconds) / 100) * 100))
+        sizes.set(`${variant.name}/${concurrency}`, messages)
+      }
       for (let round = 0; round < context.rounds; round++) {
         for (const variant of variants) {
           const run = `${variant.name}-c${concurrency}-r${round}`
+          const messages = sizes.get(`${variant.name}/${concurrency}`)!
           service.memory.start()
-          const { elapsedMs } = await service.call<{ elapsedMs: number }>(variant.command, {
-            ...variant.args,
-            url: database.url,
-            run,
-            messages,
-            concurrency
-          })
+          const { elapsedMs } = await runOnce(variant, run, messages, concurrency)
           const rss = service.memory.stop()
           const rate = messages / (elapsedMs / 1000)
           measures.add(String(concurrency), variant.name, "rate", rate)
@@ -100,7 +111,10 @@ export const consumerScenario = async (context: BenchContext): Promise<Section> 
       "one outbox event, exactly-once through the inbox, at 1, 8 and 16 concurrent handlers. The baselines write",
       "the same three rows per message (processed-message record, domain row, outbox event) with node-postgres",
       "and no queue: one transaction per message on `concurrency` connections, and 100 messages per transaction.",
-      `Messages per round: ${levels.map((c) => `${fmt(messagesAt(c), 0)} at ${c}`).join(", ")}.`,
+      `Each variant's rounds were sized from a calibration run of ${calibration} messages to last about`,
+      `${roundSeconds} s (messages per round, variant/concurrency: ${
+        [...sizes].map(([k, v]) => `${k} ${fmt(v, 0)}`).join(", ")
+      }).`,
       "Peak RSS is the service process's resident memory during the variant's rounds."
     ].join(" "),
     tables: [{

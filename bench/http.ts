@@ -1,3 +1,4 @@
+import type * as Http from "node:http"
 import { benchTables } from "./baseline.js"
 import { benchModel } from "./gallery.js"
 import { adminKey, venueFixture } from "./support/api.js"
@@ -15,7 +16,7 @@ interface Variant {
   readonly label: string
   /** Called once per round before the load, with the concurrency. */
   readonly shots: (round: string) => (i: number) => Shot
-  readonly ok: (status: number) => boolean
+  readonly ok: (status: number, headers: Http.IncomingHttpHeaders) => boolean
 }
 
 const baselineName = "insert"
@@ -56,6 +57,63 @@ export const httpScenario = async (context: BenchContext): Promise<Section> => {
     // The minimal endpoint gets a body of the size of an enrollment's, so reading it costs the same.
     const body = JSON.stringify({ note: "x".repeat(probes[0]!.length) })
 
+    // Enrollment over HTTP is measured once the API offers it (POST /v1/people).
+    const openApi = await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json() as any
+    const canEnroll = openApi?.paths?.["/v1/people"]?.post !== undefined
+    const enrollBody = (i: number) =>
+      JSON.stringify({
+        consent: {
+          purposes: ["venue-admission"],
+          noticeVersion: "bench",
+          jurisdiction: "EU-GDPR",
+          method: "kiosk-signature",
+          givenAt: "2026-01-01T00:00:00.000Z"
+        },
+        templates: [{ modelId: benchModel, vector: vector(i) }]
+      })
+    // Keys that enrollment stored in the current round, with the index that rebuilds their body.
+    let stored: Array<{ key: string; i: number }> = []
+    const enrollVariants: ReadonlyArray<Variant> = canEnroll ?
+      [
+        {
+          name: "enroll",
+          label: "enroll (POST /v1/people): fresh Idempotency-Key, one 512-dimension template",
+          shots: (round) => {
+            stored = []
+            return (i) => {
+              const key = `${round}-${i}`
+              stored.push({ key, i })
+              return {
+                method: "POST",
+                path: "/v1/people",
+                headers: { ...device, "idempotency-key": key },
+                body: enrollBody(i)
+              }
+            }
+          },
+          ok: (status, headers) => status === 201 && headers["idempotent-replayed"] === undefined
+        },
+        {
+          name: "replay",
+          label: "enroll replayed: a stored Idempotency-Key and the same body",
+          shots: () => {
+            const keys = stored.slice(0, Math.max(1, stored.length - 64))
+            return (i) => {
+              const { i: index, key } = keys[i % keys.length]!
+              return {
+                method: "POST",
+                path: "/v1/people",
+                headers: { ...device, "idempotency-key": key },
+                body: enrollBody(index)
+              }
+            }
+          },
+          ok: (status, headers) => status === 201 && headers["idempotent-replayed"] === "true"
+        }
+      ] :
+      []
+    if (!canEnroll) context.log("http: POST /v1/people is not offered yet; enrollment variants skipped")
+
     variants = [
       {
         name: baselineName,
@@ -68,6 +126,7 @@ export const httpScenario = async (context: BenchContext): Promise<Section> => {
         }),
         ok: (status) => status === 201
       },
+      ...enrollVariants,
       {
         name: "identify",
         label: `identify: 1:N search of a ${galleryPeople.toLocaleString("en-US")}-person event gallery`,
