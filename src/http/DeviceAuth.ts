@@ -1,7 +1,7 @@
 import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, type Redacted } from "effect"
 import { retryTransient } from "../services/Database.js"
-import { Devices } from "../services/Devices.js"
+import { Devices, type DevicesShape, type Principal } from "../services/Devices.js"
 import { Unauthorized } from "./Errors.js"
 
 /** The device a request acts for. Everything it reads or writes is within `venueId`. */
@@ -9,6 +9,24 @@ export class CurrentDevice extends Context.Tag("gatehouse/CurrentDevice")<Curren
   readonly deviceId: string
   readonly venueId: string
 }>() {}
+
+/**
+ * The device a bearer key acts for, or `Unauthorized` with `detail` when the key is unknown or
+ * revoked (or its device is). Transient database errors are retried; what is left is a defect,
+ * answered as a 500. Shared by every middleware that accepts device keys.
+ */
+export const authenticateDevice = (devices: DevicesShape) =>
+(
+  token: Redacted.Redacted<string>,
+  detail: string
+): Effect.Effect<Principal, Unauthorized> =>
+  retryTransient(devices.authenticate(token)).pipe(
+    Effect.orDie,
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.fail(new Unauthorized({ detail })),
+      onSome: Effect.succeed
+    }))
+  )
 
 /**
  * Device endpoints: the bearer must be a device key that is neither revoked nor of a revoked
@@ -21,18 +39,9 @@ export class DeviceAuth extends HttpApiMiddleware.Tag<DeviceAuth>()("gatehouse/D
 }) {
   static readonly layer = Layer.effect(
     DeviceAuth,
-    Effect.gen(function*() {
-      const devices = yield* Devices
-      return {
-        bearer: (token) =>
-          retryTransient(devices.authenticate(token)).pipe(
-            Effect.orDie,
-            Effect.flatMap(Option.match({
-              onNone: () => Effect.fail(new Unauthorized({ detail: "a valid device key is required" })),
-              onSome: (principal) => Effect.succeed(principal)
-            }))
-          )
-      }
+    Effect.map(Devices, (devices) => {
+      const authenticate = authenticateDevice(devices)
+      return { bearer: (token) => authenticate(token, "a valid device key is required") }
     })
   )
 }

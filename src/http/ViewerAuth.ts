@@ -1,9 +1,9 @@
 import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { Secrets } from "../layers/Secrets.js"
-import { retryTransient } from "../services/Database.js"
 import { Devices } from "../services/Devices.js"
+import { authenticateDevice } from "./DeviceAuth.js"
 import { Unauthorized } from "./Errors.js"
 import { hashKey } from "./Security.js"
 
@@ -29,20 +29,16 @@ export class ViewerAuth extends HttpApiMiddleware.Tag<ViewerAuth>()("gatehouse/V
   static readonly layer = Layer.effect(
     ViewerAuth,
     Effect.gen(function*() {
-      const devices = yield* Devices
+      const authenticate = authenticateDevice(yield* Devices)
       const secrets = yield* Secrets
       const admin = hashKey(Redacted.value(secrets.adminKey))
       return {
         bearer: (token) =>
           Crypto.timingSafeEqual(hashKey(Redacted.value(token)), admin)
             ? Effect.succeed<Viewer>({ kind: "admin" })
-            : retryTransient(devices.authenticate(token)).pipe(
-              Effect.orDie,
-              Effect.flatMap(Option.match({
-                onNone: () => Effect.fail(new Unauthorized({ detail: "a valid device or admin key is required" })),
-                onSome: (device): Effect.Effect<Viewer> =>
-                  Effect.succeed({ kind: "device", deviceId: device.deviceId, venueId: device.venueId })
-              }))
+            : Effect.map(
+              authenticate(token, "a valid device or admin key is required"),
+              (device): Viewer => ({ kind: "device", ...device })
             )
       }
     })
