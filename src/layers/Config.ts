@@ -1,4 +1,4 @@
-import { Config, Context, Effect, Layer, LogLevel, type Option, type Redacted } from "effect"
+import { Config, ConfigError, Context, Effect, Either, Layer, LogLevel, type Option, type Redacted } from "effect"
 import { redeliveryHorizonMs } from "../domain/Backoff.js"
 
 /**
@@ -32,6 +32,21 @@ const int = (fallback: number, min = 0) => (name: string) =>
 
 const optionalSecret = (name: string) => Config.option(Config.redacted(name))
 
+const levelNames = "all, trace, debug, info, warn or warning, error, fatal, none"
+
+/**
+ * Effect's log levels by their labels, also accepting `warning` (as syslog and most loggers
+ * spell it) for `warn`, which is the only spelling `Config.logLevel` takes.
+ */
+const logLevel = (name: string) =>
+  Config.string(name).pipe(Config.mapOrFail((value) => {
+    const label = value.trim().toUpperCase()
+    const level = LogLevel.allLevels.find((l) => l.label === (label === "WARNING" ? "WARN" : label))
+    return level === undefined
+      ? Either.left(ConfigError.InvalidData([], `Expected a log level (${levelNames}) but received "${value}"`))
+      : Either.right(level)
+  }))
+
 const config = Config.all({
   databaseUrl: setting(
     "DATABASE_URL",
@@ -58,8 +73,8 @@ const config = Config.all({
   logLevel: setting(
     "LOG_LEVEL",
     "info",
-    "Minimum log level: trace, debug, info, warning, error, fatal or none.",
-    (n) => Config.logLevel(n).pipe(Config.withDefault(LogLevel.Info))
+    "Minimum log level: all, trace, debug, info, warn (or warning), error, fatal or none; any letter case.",
+    (n) => logLevel(n).pipe(Config.withDefault(LogLevel.Info))
   ),
   logFormat: setting(
     "LOG_FORMAT",
