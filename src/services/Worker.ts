@@ -282,8 +282,11 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           yield* Ref.update(state, (s) => ({ ...s, stopping: true }))
+          // Finalizers run uninterruptibly, where a timeout would wait for the drain to end however
+          // long the batches take: the wait itself must be interruptible for the grace period to hold.
           const drained = yield* Ref.get(state).pipe(
             Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (s) => s.busy === 0 }),
+            Effect.interruptible,
             Effect.timeoutOption(options.graceMs)
           )
           yield* Effect.logInfo(Option.isSome(drained) ? "workers drained" : "grace period over, releasing leases")
