@@ -296,7 +296,7 @@ const config = Config.all({
   queueLeaseMs: setting(
     "QUEUE_LEASE_MS",
     "30000",
-    "Milliseconds a claimed job stays reserved without a heartbeat; then another worker may take it over.",
+    "Milliseconds a claimed job stays reserved without a heartbeat; then another worker may take it over. Also the longest a handler may pause between two statements of its batch's transaction.",
     int(30_000, 500)
   ),
   queuePollIntervalMs: setting(
