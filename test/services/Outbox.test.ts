@@ -100,28 +100,45 @@ describe("outbox and relay", () => {
         expect(yield* outboxRows("late.in")).toEqual([])
       }))
 
-    it.effect("parks a poisoned row with its error while the 100 rows behind it are delivered", () =>
+    it.effect("parks a poisoned row with its error while the 100 rows behind it are delivered on time", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const outbox = yield* Outbox
         yield* (yield* Queue).subscribe("poison.in", "poison")
-        const relay = yield* Relay.make(relayOptions).pipe(Effect.provide(PoisonRefusingDestination))
+        // A backoff of a minute: a relay that waited for the failing row would hold the others that long.
+        const relay = yield* Relay.make({ ...relayOptions, backoff: { baseMs: 60_000, maxMs: 60_000 } }).pipe(
+          Effect.provide(PoisonRefusingDestination)
+        )
         yield* sql.withTransaction(Effect.gen(function*() {
           yield* outbox.append("poison.in", { poison: true }, { messageId: "poison-bad" })
           for (let n = 0; n < 100; n++) yield* outbox.append("poison.in", { n }, { messageId: `poison-${n}` })
         }))
 
         const rounds: Array<number> = []
-        while ((yield* outboxRows("poison.in")).length > 0) {
+        while (true) {
           const round = yield* relay.runOnce
+          if (round.claimed === 0) break
           rounds.push(round.delivered)
-          if (round.claimed === 0) yield* Effect.sleep(5)
+        }
+        const waiting = yield* outboxRows("poison.in")
+        // Its later attempts, once the database clock has passed each backoff, end in the dead letters.
+        for (let attempt = 2; attempt <= relayOptions.maxAttempts; attempt++) {
+          yield* sql`UPDATE outbox SET next_attempt_at = now() WHERE topic = 'poison.in'`
+          yield* relay.runOnce
         }
 
-        expect((yield* jobsFor("poison")).length).toBe(100)
-        // Every round that found due rows delivered some good ones: the failing row held back nobody.
-        expect(rounds.filter((delivered) => delivered > 0).reduce((a, b) => a + b, 0)).toBe(100)
-        expect(rounds[0]).toBe(9)
+        // Back-to-back rounds delivered every row behind it while it waited for its second attempt.
+        expect(rounds).toEqual([9, 10, 10, 10, 10, 10, 10, 10, 10, 10, 1])
+        expect((yield* jobsFor("poison")).map((j) => j.payload.n).sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 100 }, (_, n) => n)
+        )
+        expect(waiting).toEqual([{
+          id: waiting[0].id,
+          attempts: 1,
+          last_error: "destination refused message poison-bad",
+          due: false
+        }])
+        expect(yield* outboxRows("poison.in")).toEqual([])
         const dead = yield* sql<{ message_id: string; attempts: number; last_error: string; source: string }>`
           SELECT message_id, attempts, last_error, source FROM dead_letters WHERE topic = 'poison.in'
         `

@@ -3,7 +3,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { Queue } from "../../src/services/Queue.js"
 import { Workers } from "../../src/services/Worker.js"
-import { drainQueue, effectCounts, enqueueMany, registerTestConsumer } from "../support/Consumers.js"
+import { effectCounts, enqueueMany, registerTestConsumer } from "../support/Consumers.js"
 import { createEffectsTable, MessagingTestLive, testWorkerOptions } from "../support/Messaging.js"
 
 /** Moves every lease of `queue` into the past, as if the database clock had run past it. */
@@ -92,19 +92,43 @@ describe("work queue", () => {
         yield* (yield* SqlClient.SqlClient)`DELETE FROM jobs WHERE queue = 'group'`
       }))
 
-    it.effect("parks a poisoned job after its last attempt with its error while the others complete", () =>
+    it.effect("parks a poisoned job with its error while the 100 jobs behind it complete on time", () =>
       Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
         yield* registerTestConsumer("poison")
-        const workers = yield* Workers.make(testWorkerOptions({ batchSize: 8, maxAttempts: 3 }))
-        yield* enqueueMany("poison", 30, (n) => ({ n, behaviour: n === 0 ? "fail" : "ok" }))
+        // A backoff of a minute: workers that waited for the failing job would hold the others that long.
+        const workers = yield* Workers.make(
+          testWorkerOptions({ batchSize: 8, maxAttempts: 3, backoff: { baseMs: 60_000, maxMs: 60_000 } })
+        )
+        yield* enqueueMany("poison", 101, (n) => ({ n, behaviour: n === 0 ? "fail" : "ok" }))
 
-        yield* drainQueue(workers, "poison")
+        const batches: Array<number> = []
+        while (true) {
+          const batch = yield* workers.runOnce
+          if (batch.claimed === 0) break
+          batches.push(batch.completed)
+        }
+        const completedWhileWaiting = (yield* effectCounts("poison")).size
+        const waiting = yield* jobsOf("poison")
+        // Its later attempts, once the database clock has passed each backoff, end in the dead letters.
+        for (let attempt = 2; attempt <= 3; attempt++) {
+          yield* sql`UPDATE jobs SET run_at = now() WHERE queue = 'poison'`
+          yield* workers.runOnce
+        }
 
-        expect((yield* effectCounts("poison")).size).toBe(29)
+        expect(batches).toEqual([7, ...Array.from({ length: 11 }, () => 8), 5])
+        expect(completedWhileWaiting).toBe(100)
+        expect(waiting).toEqual([
+          { message_id: "poison-0", attempts: 1, leased_until: null, last_error: "Error: poisoned message 0" }
+        ])
+        expect(yield* jobsOf("poison")).toEqual([])
         const [parked] = yield* deadLettersOf("poison")
         expect(parked.message_id).toBe("poison-0")
         expect(parked.attempts).toBe(3)
         expect(parked.last_error).toContain("poisoned message 0")
+        const counts = yield* effectCounts("poison")
+        expect(counts.size).toBe(100)
+        expect([...counts.values()].every((n) => n === 1)).toBe(true)
       }))
 
     it.effect("parks a rejected message at once with its reason", () =>
@@ -172,12 +196,23 @@ describe("work queue", () => {
         )
 
         const summary = yield* workers.runOnce
+        yield* Effect.flatMap(Queue, (queue) =>
+          queue.enqueue(
+            Array.from({ length: 5 }, (_, i) => ({
+              queue: "faulty",
+              topic: "faulty.in",
+              messageId: `faulty-next-${i}`,
+              payload: { n: i }
+            }))
+          ))
+        const next = yield* workers.runOnce
 
         expect(summary).toMatchObject({ completed: 10, lost: 0 })
         const fired = yield* sql<{ last_value: number }>`SELECT last_value FROM completion_fault`
         expect(fired[0].last_value).toBeGreaterThanOrEqual(2)
+        expect(next).toMatchObject({ claimed: 5, completed: 5, lost: 0 })
         const counts = yield* effectCounts("faulty")
-        expect(counts.size).toBe(10)
+        expect(counts.size).toBe(15)
         expect([...counts.values()].every((n) => n === 1)).toBe(true)
       }))
 
