@@ -15,7 +15,6 @@ export type Direction = typeof Direction.Type
 
 /** Why a scan was refused, or why an offline fact is flagged. */
 export const Reason = Schema.Literal(
-  "wrong_venue", // the device acts for another venue than the event's
   "no_match", // the probe matched nobody in the event's gallery
   "no_ticket", // the person was identified but holds no valid ticket for the event
   "unknown_ticket", // no synced ticket has this reference
@@ -48,7 +47,7 @@ export const outside: Presence = { inside: false, entries: 0 }
 
 /**
  * What the server knows about the scanned ticket before applying the list rules: either the
- * ticket, or why none could be found (`wrong_venue`, `no_match`, `no_ticket`, `unknown_ticket`).
+ * ticket, or why none could be found (`no_match`, `no_ticket`, `unknown_ticket`).
  */
 export type Resolution =
   | { readonly _tag: "Ticket"; readonly inEvent: boolean; readonly valid: boolean }

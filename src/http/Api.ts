@@ -1,4 +1,5 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { AdmissionAdminApi, AdmissionsApi, AdmissionViewsApi } from "./api/Admissions.js"
 import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
@@ -19,6 +20,9 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(MatchingApi)
   .add(TicketAdminApi)
   .add(TicketsApi)
+  .add(AdmissionsApi)
+  .add(AdmissionViewsApi)
+  .add(AdmissionAdminApi)
   .annotate(OpenApi.Title, "Gatehouse")
   .annotate(
     OpenApi.Description,

@@ -4,6 +4,7 @@ import { Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
+import { AdmissionAdminHandlers, AdmissionsHandlers, AdmissionViewsHandlers } from "../http/handlers/Admissions.js"
 import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
@@ -15,6 +16,7 @@ import { VenueAdminHandlers } from "../http/handlers/VenueAdmin.js"
 import { problemMiddleware, routeTable } from "../http/Problem.js"
 import { AdminAuth } from "../http/Security.js"
 import { ViewerAuth } from "../http/ViewerAuth.js"
+import { AdmissionLive } from "./Admission.js"
 import { AppConfig } from "./Config.js"
 import { IdentityLive } from "./Identity.js"
 import { MatchingLive } from "./Matching.js"
@@ -30,13 +32,17 @@ const HandlersLive = Layer.mergeAll(
   DeadLettersHandlers,
   MatchingHandlers,
   TicketAdminHandlers,
-  TicketsHandlers
+  TicketsHandlers,
+  AdmissionsHandlers,
+  AdmissionViewsHandlers,
+  AdmissionAdminHandlers
 )
 
 const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(HandlersLive),
   Layer.provide(AdminAuth.layer),
   Layer.provide(DeviceAuth.layer),
+  Layer.provide(AdmissionLive),
   Layer.provide(MatchingLive),
   Layer.provide(ViewerAuth.layer),
   Layer.provide(TicketingLive),

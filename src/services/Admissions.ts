@@ -1,7 +1,7 @@
 import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { Context, Effect, Either, Layer, Option, Schema } from "effect"
 import * as Crypto from "node:crypto"
 import {
   decide,
@@ -18,6 +18,9 @@ import {
   unresolved
 } from "../domain/CheckIn.js"
 import { EventNotFound } from "../domain/Identity.js"
+import { findModel } from "../domain/Models.js"
+import * as Vector from "../domain/Vector.js"
+import { Audit } from "./Audit.js"
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -30,6 +33,20 @@ export class ScanNonceReused extends Schema.TaggedError<ScanNonceReused>()(
 ) {
   override get message() {
     return `scan nonce ${this.nonce} was already used by this device for a different scan`
+  }
+}
+
+/**
+ * Identification cannot answer now (galleries still loading, the attempt log full): not the scan's
+ * fault, so nothing is recorded and a retry of the scan decides it.
+ */
+export class IdentificationUnavailable extends Schema.TaggedError<IdentificationUnavailable>()(
+  "IdentificationUnavailable",
+  { detail: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
+) {
+  override get message() {
+    return this.detail
   }
 }
 
@@ -55,11 +72,20 @@ export interface TicketView {
   readonly valid: boolean
 }
 
-export interface Identified {
-  readonly personId: string
-  readonly score: number
-  readonly threshold: number
+/** What identification answered for a probe: the model and threshold used, and the best match. */
+export interface Identification {
   readonly modelId: string
+  readonly threshold: number
+  /** The identification attempt as matching recorded it in the audit log, when it did. */
+  readonly attemptId: string | null
+  /** The best candidate scoring at least the threshold; none when nobody did. */
+  readonly match: Option.Option<{ readonly personId: string; readonly score: number }>
+}
+
+/** The device a scan comes from: identification is confined to its venue. */
+export interface Requester {
+  readonly deviceId: string
+  readonly venueId: string
 }
 
 export interface Probe {
@@ -81,8 +107,12 @@ export interface AdmissionDirectoryShape {
   ) => Effect.Effect<Option.Option<TicketView>, SqlError>
   /** Tickets of `eventId` linked to the person, valid or not. */
   readonly ticketsOfPerson: (eventId: string, personId: string) => Effect.Effect<ReadonlyArray<TicketView>, SqlError>
-  /** 1:N search in the event's gallery; none when nobody scores above the threshold. */
-  readonly identify: (eventId: string, probe: Probe) => Effect.Effect<Option.Option<Identified>, ProbeRejected>
+  /** 1:N search in the event's gallery, in memory; records the attempt. */
+  readonly identify: (
+    requester: Requester,
+    eventId: string,
+    probe: Probe
+  ) => Effect.Effect<Identification, ProbeRejected | IdentificationUnavailable | EventNotFound>
 }
 
 export class AdmissionDirectory extends Context.Tag("gatehouse/AdmissionDirectory")<
@@ -100,6 +130,19 @@ export interface CheckInSinkShape {
 
 export class CheckInSink extends Context.Tag("gatehouse/CheckInSink")<CheckInSink, CheckInSinkShape>() {
   static readonly layerNone = Layer.succeed(CheckInSink, { recorded: () => Effect.void })
+}
+
+/**
+ * Refuses a probe that identification could not search (unknown model, wrong dimension, not a
+ * usable vector), before anything about the scan is stored. The detail never quotes the values.
+ */
+export const checkProbe = (probe: Probe): Effect.Effect<void, ProbeRejected> => {
+  const model = findModel(probe.modelId)
+  if (model === undefined) return Effect.fail(new ProbeRejected({ detail: `probe: unknown model ${probe.modelId}` }))
+  return Either.match(Vector.validate(probe.vector, model.dimension), {
+    onLeft: (problem) => Effect.fail(new ProbeRejected({ detail: `probe: ${Vector.describeProblem(problem)}` })),
+    onRight: () => Effect.void
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +231,10 @@ export interface AdmissionsShape {
    */
   readonly admit: (
     scan: Scan
-  ) => Effect.Effect<Admitted, ScanNonceReused | EventNotFound | ProbeRejected | SqlError>
+  ) => Effect.Effect<
+    Admitted,
+    ScanNonceReused | EventNotFound | ProbeRejected | IdentificationUnavailable | SqlError
+  >
   /** Admissions of an event in decision order after `after`, with the conflicts among them. */
   readonly list: (
     eventId: string,
@@ -276,6 +322,7 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const directory = yield* AdmissionDirectory
   const sink = yield* CheckInSink
+  const audit = yield* Audit
 
   const byNonce = (deviceId: string, nonce: string) =>
     Effect.map(
@@ -299,15 +346,22 @@ export const make = Effect.gen(function*() {
     })
 
   const configureList = (eventId: string, rules: ListRules) =>
-    Effect.map(
-      sql<ListRow>`
+    sql.withTransaction(Effect.gen(function*() {
+      const rows = yield* sql<ListRow>`
         INSERT INTO check_in_lists (id, event_id, allow_reentry)
         VALUES (${Crypto.randomUUID()}, ${eventId}, ${rules.allowReentry})
         ON CONFLICT (event_id) DO UPDATE SET allow_reentry = EXCLUDED.allow_reentry, updated_at = now()
         RETURNING *
-      `,
-      (rows) => toList(rows[0]!)
-    )
+      `
+      const list = toList(rows[0]!)
+      yield* audit.record({
+        action: "check_in_list.configured",
+        venueId: Option.getOrUndefined(yield* directory.eventVenue(eventId)),
+        eventId,
+        details: { listId: list.listId, allowReentry: list.allowReentry }
+      })
+      return list
+    })).pipe(Effect.withSpan("Admission.configureList"))
 
   interface Locked {
     readonly ticket: TicketView
@@ -338,30 +392,22 @@ export const make = Effect.gen(function*() {
   const resolutionOf = (eventId: string, ticket: TicketView): Resolution =>
     resolvedTicket({ inEvent: ticket.eventId === eventId, valid: ticket.valid })
 
-  const record = (
-    scan: Scan,
-    fingerprint: string,
-    identified: Option.Option<Identified>,
-    sameVenue: boolean
-  ) =>
+  const record = (scan: Scan, fingerprint: string, identified: Option.Option<Identification>) =>
     Effect.gen(function*() {
       const list = yield* checkInList(scan.eventId)
       const rules: ListRules = { allowReentry: list.allowReentry }
+      const match = Option.flatMap(identified, (i) => i.match)
 
-      const tickets: ReadonlyArray<TicketView> = !sameVenue
-        ? []
-        : scan.target._tag === "Ticket"
+      const tickets: ReadonlyArray<TicketView> = scan.target._tag === "Ticket"
         ? Option.toArray(yield* directory.ticketByReference(scan.eventId, scan.target.reference))
-        : Option.isSome(identified)
-        ? yield* directory.ticketsOfPerson(scan.eventId, identified.value.personId)
+        : Option.isSome(match)
+        ? yield* directory.ticketsOfPerson(scan.eventId, match.value.personId)
         : []
       const locked: ReadonlyArray<Locked> = yield* lockPresence(list.listId, tickets)
 
-      const fallback: Resolution = !sameVenue
-        ? unresolved("wrong_venue")
-        : scan.target._tag === "Ticket"
+      const fallback: Resolution = scan.target._tag === "Ticket"
         ? unresolved("unknown_ticket")
-        : Option.isNone(identified)
+        : Option.isNone(match)
         ? unresolved("no_match")
         : unresolved("no_ticket")
       const choice = pickTicket(
@@ -377,7 +423,8 @@ export const make = Effect.gen(function*() {
         scan
       )
 
-      const match = Option.getOrNull(identified)
+      const identification = Option.getOrNull(identified)
+      const person = Option.getOrNull(match)
       const rows = yield* sql<AdmissionRow>`
         INSERT INTO admissions (
           device_id, nonce, fingerprint, event_id, list_id, gate, direction, method, ticket_id, person_id,
@@ -385,8 +432,9 @@ export const make = Effect.gen(function*() {
         ) VALUES (
           ${scan.deviceId}, ${scan.nonce}, ${fingerprint}, ${scan.eventId}, ${list.listId}, ${scan.gate},
           ${scan.direction}, ${scan.target._tag === "Ticket" ? "ticket" : "probe"}, ${chosen?.ticket.ticketId ?? null},
-          ${match?.personId ?? null}, ${match?.score ?? null}, ${match?.threshold ?? null}, ${match?.modelId ?? null},
-          ${outcome.decision}, ${outcome.reason}, ${outcome.flagged}, ${scan.offline}, ${scan.deviceTime}
+          ${person?.personId ?? null}, ${person?.score ?? null}, ${identification?.threshold ?? null},
+          ${identification?.modelId ?? null}, ${outcome.decision}, ${outcome.reason}, ${outcome.flagged},
+          ${scan.offline}, ${scan.deviceTime}
         )
         RETURNING *
       `
@@ -401,8 +449,8 @@ export const make = Effect.gen(function*() {
           WHERE list_id = ${list.listId} AND ticket_id = ${chosen.ticket.ticketId}
         `
       }
+      const earlier = outcome.flagged === "already_admitted" ? chosen?.presence.lastEntryId ?? null : null
       if (outcome.flagged !== null) {
-        const earlier = outcome.flagged === "already_admitted" ? chosen?.presence.lastEntryId ?? null : null
         yield* sql`
           INSERT INTO admission_conflicts (admission_id, event_id, ticket_id, reason, earlier_id)
           VALUES (${admission.admissionId}, ${scan.eventId}, ${admission.ticketId}, ${outcome.flagged}, ${earlier})
@@ -411,6 +459,30 @@ export const make = Effect.gen(function*() {
           Effect.annotateLogs({ component: "admission", deviceId: scan.deviceId, reason: outcome.flagged })
         )
       }
+      yield* audit.record({
+        action: "admission",
+        venueId: scan.venueId,
+        deviceId: scan.deviceId,
+        eventId: scan.eventId,
+        personId: admission.personId ?? undefined,
+        details: {
+          admissionId: admission.admissionId,
+          nonce: scan.nonce,
+          gate: scan.gate,
+          direction: scan.direction,
+          method: admission.method,
+          offline: scan.offline,
+          ticketId: admission.ticketId,
+          decision: outcome.decision,
+          reason: outcome.reason,
+          flagged: outcome.flagged,
+          earlierAdmissionId: earlier,
+          attemptId: identification?.attemptId ?? null,
+          modelId: admission.modelId,
+          threshold: admission.threshold,
+          score: admission.score
+        }
+      })
       if (chosen !== undefined && outcome.decision === "granted") yield* sink.recorded(admission)
       return { admission, replayed: false }
     })
@@ -421,21 +493,21 @@ export const make = Effect.gen(function*() {
       const seen = yield* byNonce(scan.deviceId, scan.nonce)
       if (Option.isSome(seen)) return yield* replay(seen.value, scan, fingerprint)
 
+      // A device acts only within its venue: another venue's event is not disclosed, nor written to.
       const venue = yield* directory.eventVenue(scan.eventId)
-      if (Option.isNone(venue)) return yield* new EventNotFound({ id: scan.eventId })
-      const sameVenue = venue.value === scan.venueId
+      if (Option.isNone(venue) || venue.value !== scan.venueId) return yield* new EventNotFound({ id: scan.eventId })
 
       // Identification is in-memory work on the matching component: done before any lock is held.
-      const identified = sameVenue && scan.target._tag === "Probe"
-        ? yield* directory.identify(scan.eventId, scan.target.probe)
-        : Option.none<Identified>()
+      const identified = scan.target._tag === "Probe"
+        ? Option.some(yield* directory.identify(scan, scan.eventId, scan.target.probe))
+        : Option.none<Identification>()
 
       return yield* sql.withTransaction(Effect.gen(function*() {
         // Copies of one scan with different idempotency keys queue here; the second finds the first.
         yield* sql`SELECT pg_advisory_xact_lock(hashtextextended(${`admission:${scan.deviceId}:${scan.nonce}`}, 0))`
         const first = yield* byNonce(scan.deviceId, scan.nonce)
         if (Option.isSome(first)) return yield* replay(first.value, scan, fingerprint)
-        return yield* record(scan, fingerprint, identified, sameVenue)
+        return yield* record(scan, fingerprint, identified)
       }))
     }).pipe(Effect.withSpan("Admission.admit"))
 

@@ -20,6 +20,7 @@ export type AuditAction =
   | "identification"
   | "verification"
   | "admission"
+  | "check_in_list.configured"
   | "event.provider_mapped"
   | "ticket.claimed"
   | "ticket.unlinked"

@@ -60,7 +60,7 @@ describe("check-in list rules", () => {
     expect(reasonOf(resolvedTicket({ inEvent: false, valid: true }))).toBe("not_in_event")
     expect(reasonOf(unresolved("unknown_ticket"))).toBe("unknown_ticket")
     expect(reasonOf(unresolved("no_match"))).toBe("no_match")
-    expect(reasonOf(unresolved("wrong_venue"))).toBe("wrong_venue")
+    expect(reasonOf(unresolved("no_ticket"))).toBe("no_ticket")
   })
 
   it("records an offline double use as a granted fact flagged with the reason", () => {

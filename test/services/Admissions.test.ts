@@ -2,7 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Layer } from "effect"
 import * as Crypto from "node:crypto"
 import { type Direction, firstViolation } from "../../src/domain/CheckIn.js"
+import type * as AdmissionDirectory from "../../src/services/AdmissionDirectory.js"
 import { Admissions, CheckInSink } from "../../src/services/Admissions.js"
+import { Audit } from "../../src/services/Audit.js"
+import type { TicketProvider } from "../../src/services/TicketProvider.js"
 import { emptyDirectory, history, memoryDirectory, probeOf, seedEvent, ticketScan } from "../support/Admission.js"
 import { TestDatabaseLive } from "../support/Database.js"
 
@@ -11,6 +14,7 @@ const directory = emptyDirectory()
 const TestLive = Admissions.layer.pipe(
   Layer.provide(memoryDirectory(directory)),
   Layer.provide(CheckInSink.layerNone),
+  Layer.provideMerge(Audit.layer),
   Layer.provideMerge(TestDatabaseLive)
 )
 
@@ -18,6 +22,14 @@ const admissionsOf = (eventId: string) =>
   Effect.flatMap(Admissions, (a) => a.list(eventId, { after: 0, limit: 1000, flaggedOnly: false }))
 
 describe("Admissions", () => {
+  it("builds its live directory from services that never reach the ticketing provider", () => {
+    // Checked by the compiler: the layer's requirements would have to include the provider client.
+    type Needs = Layer.Layer.Context<typeof AdmissionDirectory.layer>
+    const providerFree: [TicketProvider] extends [Needs] ? false : true = true
+
+    expect(providerFree).toBe(true)
+  })
+
   it.layer(TestLive)((it) => {
     it.effect("grants the first entry, refuses the second and replays a retried scan", () =>
       Effect.gen(function*() {
@@ -155,11 +167,52 @@ describe("Admissions", () => {
         expect(yield* reasonOf({ target: { _tag: "Ticket", reference: "NOPE" } })).toBe("unknown_ticket")
         expect(yield* reasonOf({ target: { _tag: "Ticket", reference: other.references[0]! } })).toBe("not_in_event")
         expect(yield* reasonOf({ target: { _tag: "Probe", probe: probeOf(7100) } })).toBe("no_ticket")
-        expect(yield* reasonOf({}, { ...event, venueId: other.venueId })).toBe("wrong_venue")
         const unknownEvent = yield* Effect.either(
           admissions.admit(ticketScan({ ...event, eventId: Crypto.randomUUID() }, "x"))
         )
         expect(Either.isLeft(unknownEvent) && unknownEvent.left._tag).toBe("EventNotFound")
+      }))
+
+    it.effect("answers another venue's event as not found and records nothing there", () =>
+      Effect.gen(function*() {
+        const admissions = yield* Admissions
+        const event = seedEvent(directory)
+        const other = seedEvent(directory)
+
+        const foreign = yield* Effect.either(
+          admissions.admit(ticketScan({ ...event, venueId: other.venueId }, event.references[0]!))
+        )
+
+        expect(Either.isLeft(foreign) && foreign.left._tag).toBe("EventNotFound")
+        expect((yield* admissionsOf(event.eventId)).admissions).toHaveLength(0)
+      }))
+
+    it.effect("audits each decision with ids, score, threshold and model, never the probe", () =>
+      Effect.gen(function*() {
+        const admissions = yield* Admissions
+        const audit = yield* Audit
+        const event = seedEvent(directory)
+        const personId = Crypto.randomUUID()
+        directory.faces.set(7200, personId)
+        directory.links.set(personId, [...event.references])
+
+        const { admission } = yield* admissions.admit(
+          ticketScan(event, "", { target: { _tag: "Probe", probe: probeOf(7200) } })
+        )
+        const records = yield* audit.list({ eventId: event.eventId, action: "admission", limit: 10 })
+
+        expect(records).toHaveLength(1)
+        expect(records[0]).toMatchObject({ deviceId: event.deviceId, personId, venueId: event.venueId })
+        expect(records[0]!.details).toMatchObject({
+          admissionId: admission.admissionId,
+          nonce: admission.nonce,
+          ticketId: admission.ticketId,
+          decision: "granted",
+          score: 0.9,
+          threshold: 0.5,
+          modelId: "test-model"
+        })
+        expect(JSON.stringify(records)).not.toMatch(/vector|0\.25/)
       }))
 
     const scanArb = fc.record({

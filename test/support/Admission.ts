@@ -4,7 +4,7 @@ import type { Direction } from "../../src/domain/CheckIn.js"
 import {
   type Admission,
   AdmissionDirectory,
-  type Identified,
+  type Identification,
   type Probe,
   type Scan,
   type TicketView
@@ -40,13 +40,16 @@ export const memoryDirectory = (state: DirectoryState) =>
           .flatMap((ref) => Option.toArray(Option.fromNullable(state.tickets.get(ref))))
           .filter((t) => t.eventId === eventId)
       ),
-    identify: (_eventId, probe) =>
-      Effect.sync(() =>
-        Option.map(
+    identify: (_requester, _eventId, probe) =>
+      Effect.sync((): Identification => ({
+        modelId: probe.modelId,
+        threshold: 0.5,
+        attemptId: null,
+        match: Option.map(
           Option.fromNullable(state.faces.get(Math.round(probe.vector[0] ?? -1))),
-          (personId): Identified => ({ personId, score: 0.9, threshold: 0.5, modelId: probe.modelId })
+          (personId) => ({ personId, score: 0.9 })
         )
-      )
+      }))
   })
 
 /** A venue, an event of it and `tickets` valid tickets, registered in `state`. */
