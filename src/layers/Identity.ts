@@ -4,13 +4,21 @@ import { Devices } from "../services/Devices.js"
 import { Enrollment } from "../services/Enrollment.js"
 import { supervised } from "../services/Supervisor.js"
 import { TemplateVault } from "../services/TemplateVault.js"
+import { Tickets } from "../services/Tickets.js"
 import { Venues } from "../services/Venues.js"
 import { AppConfig } from "./Config.js"
 
 const StorageLive = Layer.mergeAll(TemplateVault.layer, Audit.layer)
 
-/** The identity component's services: venues, devices, enrollment, templates and the audit log. */
-export const IdentityLive = Layer.mergeAll(Venues.layer, Devices.layer, Enrollment.layer).pipe(
+/**
+ * The identity component's services: venues, devices, enrollment, templates and the audit log.
+ * Enrollment links a new person's synced tickets through the ticketing component's interface.
+ */
+export const IdentityLive = Layer.mergeAll(
+  Venues.layer,
+  Devices.layer,
+  Enrollment.layer.pipe(Layer.provide(Tickets.layer))
+).pipe(
   Layer.provideMerge(StorageLive)
 )
 

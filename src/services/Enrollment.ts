@@ -18,6 +18,7 @@ import { AppConfig } from "../layers/Config.js"
 import { Audit } from "./Audit.js"
 import { isUniqueViolation } from "./Database.js"
 import { type TemplateMetadata, type TemplateToStore, TemplateVault } from "./TemplateVault.js"
+import { Tickets } from "./Tickets.js"
 
 export interface ConsentGrant {
   readonly purposes: ReadonlyArray<string>
@@ -157,6 +158,7 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
       const sql = yield* SqlClient.SqlClient
       const vault = yield* TemplateVault
       const audit = yield* Audit
+      const tickets = yield* Tickets
       const config = yield* AppConfig
       const cap = config.maxTemplatesPerPerson
 
@@ -306,6 +308,8 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
               }
             })
             yield* notify(input.personId)
+            // Tickets synced before the person enrolled carry their reference: link them now, not at the next sync.
+            if (externalRef !== null) yield* tickets.linkHolder(input.personId)
             return yield* view(yield* Effect.orDie(resolve(actor, input.personId)))
           }))
         }).pipe(Effect.withSpan("Enrollment.enroll"))

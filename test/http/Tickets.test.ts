@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ProviderSim } from "../../src/sim/ProviderSim.js"
 import { request } from "../support/Http.js"
-import { createDevice, createEvent, createVenue, createVenueAndDevice } from "../support/Identity.js"
+import { createDevice, createEvent, createVenue, createVenueAndDevice, enroll } from "../support/Identity.js"
 import { adminKey } from "../support/Server.js"
 import { inGallery, insertPerson, listTickets, mapEvent, syncNow, TicketingServerLive } from "../support/Ticketing.js"
 
@@ -141,6 +141,22 @@ describe("ticket sync and links", () => {
         expect(tickets.get(bobTicket.id).link).toMatchObject({ personId: bob })
         expect(yield* inGallery(eventId, ada)).toBe(true)
         expect(yield* inGallery(eventId, stranger)).toBe(false)
+      }))
+
+    it.effect("links a synced ticket when its holder enrolls, without waiting for the next sync", () =>
+      Effect.gen(function*() {
+        const sim = yield* ProviderSim
+        const device = yield* createVenueAndDevice
+        const { eventId } = yield* createEvent(device.venueId)
+        sim.addEvent({ slug: "enroll-links" })
+        const ticket = sim.addTicket("enroll-links", { holderReference: "cust-eve" })
+        yield* mapEvent(eventId, "enroll-links")
+
+        const eve = yield* enroll(device, { externalRef: "cust-eve" })
+        const linked = byProviderId(yield* listTickets(eventId)).get(ticket.id)
+
+        expect(linked.link).toMatchObject({ personId: eve.personId, source: "holder_reference" })
+        expect(yield* inGallery(eventId, eve.personId)).toBe(true)
       }))
 
     it.effect("revokes the link of a ticket cancelled or refunded after linking, and drops the holder from the gallery", () =>
