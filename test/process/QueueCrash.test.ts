@@ -36,6 +36,7 @@ describe("work queue under SIGKILL", () => {
         for (const at of killAt) {
           // At least one more batch since the last kill, so that a restarted child is not killed idle.
           yield* progressed(crashEffectCount, Math.min(total, Math.max(at, (yield* crashEffectCount) + 32)))
+          if ((yield* crashEffectCount) >= total) break
           // One child or both: with both gone, only lease expiry brings their jobs back.
           const pick = yield* Random.nextIntBetween(0, 3)
           const slots = pick === 2 ? [0, 1] : [pick]
@@ -54,10 +55,8 @@ describe("work queue under SIGKILL", () => {
         yield* Effect.forEach(children, (child) => child.kill, { discard: true })
 
         const effects = yield* crashEffects
-        const perMessage = new Map<string, number>()
-        for (const e of effects) perMessage.set(e.message_id, (perMessage.get(e.message_id) ?? 0) + 1)
-        expect(effects.length).toBe(total)
-        expect([...perMessage.keys()].sort()).toEqual(ids)
+        expect(victims.length).toBeGreaterThan(0)
+        expect(effects.map((e) => e.message_id)).toEqual(ids)
         const events = yield* deliveredEvents
         expect(events.map((e) => e.message_id).sort()).toEqual(ids.map((id) => `out:${id}`))
         expect(events.every((e) => e.n === 1)).toBe(true)
