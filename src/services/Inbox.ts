@@ -113,6 +113,15 @@ export interface ProcessOptions<A, AI, F, FI> {
   readonly waitFor?: Duration.DurationInput
 }
 
+/** One message of a batch and the handler that applies it. */
+export interface BatchItem<A, E, R> {
+  readonly message: Message
+  readonly handler: Effect.Effect<A, E, R>
+}
+
+/** `ProcessOptions` of a batch: copies in progress elsewhere always fail at once. */
+export type BatchOptions<A, AI, F, FI> = Pick<ProcessOptions<A, AI, F, FI>, "success" | "failure">
+
 /** What a delivery got: the outcome, and whether it was replayed from an earlier delivery. */
 export interface Receipt<A, F> {
   readonly replayed: boolean
@@ -183,6 +192,31 @@ export interface InboxShape {
     handler: Effect.Effect<A, E, R>,
     options: ProcessOptions<A, AI, F, FI>
   ) => Effect.Effect<Receipt<A, F>, Exclude<E, F | SqlError> | InboxError, R>
+
+  /**
+   * `receive` for many messages inside the caller's transaction (group commit), with the same
+   * guarantees per message and far fewer round trips: one statement claims every new key of the
+   * batch and reads the records of the others, each claimed message's handler runs in its own
+   * savepoint, and one statement stores every outcome (and drops the claims of the messages that
+   * failed). Answers one `Exit` per item, in the order of `items`:
+   *
+   * - a new message runs its handler; a failure `failure` accepts is stored and replayed, any other
+   *   failure rolls back that message's savepoint and stores nothing, leaving the other messages'
+   *   outcomes untouched. A transient database failure of a handler runs it again (twice at most)
+   *   before it becomes `InboxUnavailable`;
+   * - a processed message replays its outcome, the same key with another payload is
+   *   `IdempotencyKeyReused`, a key another transaction is processing is `MessageInProgress`
+   *   (never waited for: waiting inside a transaction holds its locks);
+   * - a later copy of a key already in the batch is answered after the first copy, as if the copies
+   *   had arrived one after the other.
+   *
+   * The error channel carries only failures of the batch's own statements: the transaction is then
+   * unusable and the caller rolls it back and redelivers the batch. Dies outside a transaction.
+   */
+  readonly receiveBatch: <A, AI, E, R, F = never, FI = never>(
+    items: ReadonlyArray<BatchItem<A, E, R>>,
+    options: BatchOptions<A, AI, F, FI>
+  ) => Effect.Effect<Array<Exit.Exit<Receipt<A, F>, Exclude<E, F | SqlError> | InboxError>>, SqlError, R>
 
   /** The stored record of a message, if any. */
   readonly lookup: (scope: string, key: string) => Effect.Effect<Option.Option<ProcessedMessage>, InboxUnavailable>
@@ -317,6 +351,30 @@ interface Claim {
   readonly attempts: number
 }
 
+/** A message of a batch, ready to be claimed under `token`. */
+interface BatchEntry {
+  readonly index: number
+  readonly message: Message
+  readonly fingerprint: string
+  readonly token: string
+}
+
+interface BatchOutcome extends BatchEntry {
+  readonly status: "succeeded" | "rejected"
+  readonly outcome: string
+}
+
+/** What the batch claim learnt about one message. */
+interface BatchRow {
+  readonly ord: number
+  readonly claimed: boolean
+  readonly found: boolean
+  readonly status: "claimed" | "succeeded" | "rejected" | null
+  readonly fingerprint: string | null
+  readonly outcome: { readonly v?: unknown } | null
+  readonly lease_live: boolean
+}
+
 /** In-process signals between an attempt and its retry loop. */
 class Fenced extends Data.TaggedError("Fenced")<{}> {}
 class Transient extends Data.TaggedError("Transient")<{ readonly cause: unknown; readonly detail: string }> {}
@@ -346,7 +404,8 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
 
     // A 64-bit advisory lock per message: taken (non-blocking) before claiming, and for the whole
     // handler transaction, so a copy never queues behind a running one on a row lock.
-    const lockKey = (m: Message) => sql`hashtextextended(${`${m.scope.length}:${m.scope}/${m.key}`}, 0)`
+    const lockText = (m: Message) => `${m.scope.length}:${m.scope}/${m.key}`
+    const lockKey = (m: Message) => sql`hashtextextended(${lockText(m)}, 0)`
 
     const readRow = (m: Message, lock = false) =>
       Effect.map(
@@ -731,6 +790,221 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
           Either.isRight(receipt.result) ? Effect.succeed(receipt.result.right) : Effect.fail(receipt.result.left)
       ) as any
 
+    // --- Batches inside the caller's transaction: one statement claims, one records. -----------
+
+    /**
+     * Claims every key of a batch that has no record yet (non-blocking advisory lock, then the
+     * insert) and reads the records of the others, in one statement. A key whose record appeared
+     * between the statement's snapshot and its insert comes back neither claimed nor found.
+     */
+    const claimBatch = (entries: ReadonlyArray<BatchEntry>) =>
+      sql<BatchRow>`
+        WITH input AS (
+          SELECT * FROM unnest(
+            ${entries.map((e) => e.message.scope)}::text[],
+            ${entries.map((e) => e.message.key)}::text[],
+            ${entries.map((e) => e.fingerprint)}::text[],
+            ${entries.map((e) => e.token)}::uuid[],
+            ${entries.map((e) => lockText(e.message))}::text[]
+          ) WITH ORDINALITY AS i(scope, key, fingerprint, token, lock_text, ord)
+        ), seen AS MATERIALIZED (
+          SELECT i.*, m.scope IS NOT NULL AS found, m.status, m.fingerprint AS stored_fingerprint, m.outcome,
+                 coalesce(m.lease_until > clock_timestamp(), false) AS lease_live
+          FROM input i LEFT JOIN inbox_messages m ON m.scope = i.scope AND m.key = i.key
+        ), claimed AS (
+          INSERT INTO inbox_messages (scope, key, fingerprint, status, claim_token, lease_until)
+          SELECT scope, key, fingerprint, 'claimed', token, clock_timestamp() + ${leaseMs} * interval '1 millisecond'
+          FROM seen
+          WHERE CASE WHEN found THEN false ELSE pg_try_advisory_xact_lock(hashtextextended(lock_text, 0)) END
+          ORDER BY ord
+          ON CONFLICT (scope, key) DO NOTHING
+          RETURNING scope, key
+        )
+        SELECT s.ord::int AS ord, c.key IS NOT NULL AS claimed, s.found, s.status,
+               s.stored_fingerprint AS fingerprint, s.outcome, s.lease_live
+        FROM seen s LEFT JOIN claimed c ON c.scope = s.scope AND c.key = s.key
+        ORDER BY s.ord
+      `
+
+    /** Stores the outcomes of a batch's first runs and drops the claims of the runs that failed. */
+    const recordBatch = (done: ReadonlyArray<BatchOutcome>, dropped: ReadonlyArray<BatchEntry>) =>
+      done.length + dropped.length === 0 ? Effect.void : sql<{ done: number; dropped: number }>`
+        WITH done AS (
+          UPDATE inbox_messages AS m
+          SET status = o.status, outcome = o.outcome::jsonb, completed_at = now(), lease_until = NULL
+          FROM unnest(
+            ${done.map((d) => d.message.scope)}::text[],
+            ${done.map((d) => d.message.key)}::text[],
+            ${done.map((d) => d.token)}::uuid[],
+            ${done.map((d) => d.status)}::text[],
+            ${done.map((d) => d.outcome)}::text[]
+          ) AS o(scope, key, token, status, outcome)
+          WHERE m.scope = o.scope AND m.key = o.key AND m.claim_token = o.token AND m.status = 'claimed'
+          RETURNING 1
+        ), dropped AS (
+          DELETE FROM inbox_messages AS m
+          USING unnest(
+            ${dropped.map((d) => d.message.scope)}::text[],
+            ${dropped.map((d) => d.message.key)}::text[],
+            ${dropped.map((d) => d.token)}::uuid[]
+          ) AS r(scope, key, token)
+          WHERE m.scope = r.scope AND m.key = r.key AND m.claim_token = r.token AND m.status = 'claimed'
+          RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM done)::int AS done, (SELECT count(*) FROM dropped)::int AS dropped
+      `.pipe(Effect.flatMap(([row]) =>
+        // This transaction inserted the claims: nothing else can have changed them.
+        row?.done === done.length && row.dropped === dropped.length ? Effect.void : Effect.dieMessage(
+          `inbox batch stored ${row?.done} of ${done.length} outcomes and dropped ${row?.dropped} of ${dropped.length} claims`
+        )
+      ))
+
+    const receiveBatch = <A, AI, E, R, F = never, FI = never>(
+      items: ReadonlyArray<BatchItem<A, E, R>>,
+      opts: BatchOptions<A, AI, F, FI>
+    ): Effect.Effect<Array<Exit.Exit<Receipt<A, F>, Exclude<E, F | SqlError> | InboxError>>, SqlError, R> => {
+      type Answer = Exit.Exit<Receipt<A, F>, Exclude<E, F | SqlError> | InboxError>
+      const isRejection = opts.failure === undefined ? () => false : Schema.is(opts.failure)
+      const single: ProcessOptions<A, AI, F, FI> = { ...opts, concurrent: "fail" }
+      const logged = (m: Message) => Effect.annotateLogs({ component: "inbox", scope: m.scope, messageId: m.key })
+
+      const decodeStored = (m: Message, status: "succeeded" | "rejected", outcome: unknown) =>
+        (status === "succeeded"
+          ? Effect.map(Schema.decodeUnknown(opts.success)(outcome), (a) => Either.right(a) as Either.Either<A, F>)
+          : Effect.map(
+            Schema.decodeUnknown(opts.failure ?? (Schema.Never as any as Schema.Schema<F, FI>))(outcome),
+            (f) => Either.left(f) as Either.Either<A, F>
+          )).pipe(
+            Effect.catchAll((e) => Effect.dieMessage(`the stored outcome of ${m.key} no longer decodes: ${e.message}`))
+          )
+
+      const encodeOutcome = (result: Either.Either<A, F>): Effect.Effect<readonly ["succeeded" | "rejected", string]> =>
+        Effect.orDie<readonly ["succeeded" | "rejected", string], ParseResult.ParseError, never>(
+          Either.isRight(result)
+            ? Effect.map(
+              Schema.encode(opts.success)(result.right),
+              (v) => ["succeeded", JSON.stringify({ v })] as const
+            )
+            : Effect.map(Schema.encode(opts.failure!)(result.left), (v) => ["rejected", JSON.stringify({ v })] as const)
+        )
+
+      /** The handler in a savepoint of its own; a transient database failure rolls it back and runs it again. */
+      const runHandler = (handler: Effect.Effect<A, E, R>) =>
+        Effect.gen(function*() {
+          let exit = yield* Effect.exit(sql.withTransaction(handler))
+          for (let again = 0; again < 2 && Exit.isFailure(exit); again++) {
+            if (!Option.exists(Cause.failureOption(exit.cause), isTransient)) break
+            exit = yield* Effect.exit(sql.withTransaction(handler))
+          }
+          return exit
+        })
+
+      /** A handler failure that stores nothing, as the one-message path reports it. */
+      const failed = (m: Message, cause: Cause.Cause<E>): Effect.Effect<Answer> => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isNone(failure) || !(failure.value instanceof SqlError)) {
+          return Effect.succeed(Exit.failCause(cause as Cause.Cause<Exclude<E, F | SqlError>>))
+        }
+        const error = failure.value
+        if (!isTransient(error)) return Effect.succeed(Exit.die(error))
+        return Effect.as(
+          Effect.logWarning("inbox database failure").pipe(Effect.annotateLogs({ error: String(error) }), logged(m)),
+          Exit.fail(new InboxUnavailable({ detail: "the database failed; nothing was stored" }))
+        )
+      }
+
+      /** Keys in a round are distinct; a later copy of a key waits for the next round. */
+      const round = (indices: ReadonlyArray<number>, answers: Array<Answer>) =>
+        Effect.gen(function*() {
+          const entries: Array<BatchEntry> = []
+          for (const index of indices) {
+            const message = items[index]!.message
+            const fingerprint = Either.try(() => fingerprintOf(message.payload))
+            if (Either.isLeft(fingerprint)) answers[index] = Exit.die(fingerprint.left)
+            else entries.push({ index, message, fingerprint: fingerprint.right, token: Crypto.randomUUID() })
+          }
+          if (entries.length === 0) return
+          const rows = yield* claimBatch(entries)
+          if (rows.length !== entries.length) {
+            return yield* Effect.dieMessage(`inbox batch claim answered ${rows.length} rows for ${entries.length} keys`)
+          }
+
+          const done: Array<BatchOutcome & { readonly result: Either.Either<A, F> }> = []
+          const dropped: Array<BatchEntry> = []
+          let replays = 0
+          for (const [n, entry] of entries.entries()) {
+            const row = rows[n]!
+            const { index, message } = entry
+            const handler = items[index]!.handler
+            if (row.claimed) {
+              const exit = yield* runHandler(handler)
+              const result: Option.Option<Either.Either<A, F>> = Exit.isSuccess(exit)
+                ? Option.some(Either.right(exit.value))
+                : Option.filterMap(
+                  Cause.failureOption(exit.cause),
+                  (e) => isRejection(e) ? Option.some(Either.left(e as unknown as F)) : Option.none()
+                )
+              if (Option.isSome(result)) {
+                const [status, outcome] = yield* encodeOutcome(result.value)
+                done.push({ ...entry, status, outcome, result: result.value })
+              } else {
+                yield* Metric.increment(metrics.handlerFailures)
+                dropped.push(entry)
+                answers[index] = yield* failed(message, (exit as Exit.Failure<A, E>).cause)
+              }
+            } else if (row.found && row.fingerprint !== entry.fingerprint) {
+              yield* Metric.increment(metrics.conflicts)
+              yield* Effect.logInfo("idempotency key reused with another payload").pipe(logged(message))
+              answers[index] = Exit.fail(new IdempotencyKeyReused({ key: message.key, fingerprint: row.fingerprint! }))
+            } else if (row.found && row.status !== "claimed") {
+              replays += 1
+              const result = yield* decodeStored(message, row.status!, row.outcome?.v)
+              answers[index] = Exit.succeed({ replayed: true, result, fingerprint: entry.fingerprint })
+            } else if (row.found && row.lease_live) {
+              yield* Metric.increment(metrics.inProgress)
+              answers[index] = Exit.fail(new MessageInProgress({ key: message.key }))
+            } else {
+              // A claim whose holder's lease ran out, or a race lost to another transaction: rare,
+              // and settled by the one-message path (take over, replay or in progress).
+              answers[index] = yield* Effect.exit(receive(message, handler, single))
+            }
+          }
+
+          yield* recordBatch(done, dropped)
+          for (const d of done) {
+            answers[d.index] = Exit.succeed({ replayed: false, result: d.result, fingerprint: d.fingerprint })
+          }
+          const rejected = done.filter((d) => d.status === "rejected").length
+          yield* Metric.incrementBy(Metric.tagged(metrics.firstRuns, "outcome", "succeeded"), done.length - rejected)
+          yield* Metric.incrementBy(Metric.tagged(metrics.firstRuns, "outcome", "rejected"), rejected)
+          yield* Metric.incrementBy(metrics.replays, replays)
+          if (replays > 0) {
+            yield* Effect.logDebug("duplicate messages, replaying the stored outcomes").pipe(
+              Effect.annotateLogs({ component: "inbox", replays })
+            )
+          }
+        })
+
+      return Effect.gen(function*() {
+        if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
+          return yield* Effect.dieMessage("Inbox.receiveBatch must run inside a transaction")
+        }
+        const answers = new Array<Answer>(items.length)
+        const rounds: Array<Array<number>> = []
+        const copies = new Map<string, number>()
+        items.forEach(({ message }, index) => {
+          const id = lockText(message)
+          const copy = copies.get(id) ?? 0
+          copies.set(id, copy + 1)
+          ;(rounds[copy] ??= []).push(index)
+        })
+        for (const indices of rounds) yield* round(indices, answers)
+        return answers
+      }).pipe(
+        Effect.withSpan("Inbox.receiveBatch", { attributes: { messages: items.length }, captureStackTrace: false })
+      )
+    }
+
     const lookup = (scope: string, key: string) =>
       sql<ProcessedMessage>`
         SELECT scope, key, fingerprint, status, attempts, created_at AS "createdAt", completed_at AS "completedAt"
@@ -779,7 +1053,7 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
       Effect.withSpan("Inbox.purgeExpired")
     )
 
-    return Inbox.of({ process, receive, lookup, purgeExpired })
+    return Inbox.of({ process, receive, receiveBatch, lookup, purgeExpired })
   })
 
 /** Whether an error is one a sender may simply retry later (nothing was stored). */

@@ -23,6 +23,17 @@ export interface OutboxRow {
   readonly attempts: number
 }
 
+/** An event appended inside `collect`, held in memory until `appendAll` writes it. */
+export interface PendingEvent {
+  readonly messageId: string
+  readonly topic: string
+  /** JSON text. */
+  readonly payload: string
+}
+
+/** Where `append` puts events while a `collect` runs on the fiber. */
+class PendingEvents extends Context.Tag("gatehouse/Outbox/PendingEvents")<PendingEvents, Array<PendingEvent>>() {}
+
 export interface OutboxFailure {
   readonly id: number
   readonly error: string
@@ -36,6 +47,20 @@ export interface OutboxShape {
    * vectors or other biometric data: outbox rows and dead letters are readable by operators.
    */
   readonly append: (topic: string, payload: unknown, options?: AppendOptions) => Effect.Effect<string, SqlError>
+  /**
+   * Runs `effect` with its appends held in memory instead of written, and returns them beside its
+   * result; a failed `effect` returns nothing, so its events are dropped with its writes. The
+   * caller writes the events it keeps with `appendAll` in the same transaction, before it commits.
+   * Group commit uses it to write the events of a whole batch of messages in one statement.
+   */
+  readonly collect: <A, E, R>(
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<readonly [A, ReadonlyArray<PendingEvent>], E, R>
+  /**
+   * Writes events in the caller's transaction, in order, with one statement and one wake-up of
+   * the relays at commit. Dies outside a transaction, like `append`.
+   */
+  readonly appendAll: (events: ReadonlyArray<PendingEvent>) => Effect.Effect<void, SqlError>
   /**
    * For the relay, inside its transaction: locks up to `limit` rows due for delivery, oldest due
    * first, skipping rows another relay holds. Progress is the rows' own state, never a cursor,
@@ -57,12 +82,20 @@ export class Outbox extends Context.Tag("gatehouse/Outbox")<Outbox, OutboxShape>
   static readonly make = Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
+    const outsideTransaction = Effect.map(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      Option.isNone
+    )
+
     const append = (topic: string, payload: unknown, options: AppendOptions = {}) =>
       Effect.gen(function*() {
-        if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
-          return yield* Effect.dieMessage("Outbox.append must run inside a transaction")
-        }
+        if (yield* outsideTransaction) return yield* Effect.dieMessage("Outbox.append must run inside a transaction")
         const messageId = options.messageId ?? Crypto.randomUUID()
+        const pending = yield* Effect.serviceOption(PendingEvents)
+        if (Option.isSome(pending)) {
+          pending.value.push({ messageId, topic, payload: JSON.stringify(payload ?? null) })
+          return messageId
+        }
         yield* sql`
           WITH appended AS (
             INSERT INTO outbox (message_id, topic, payload)
@@ -72,7 +105,36 @@ export class Outbox extends Context.Tag("gatehouse/Outbox")<Outbox, OutboxShape>
           SELECT pg_notify(${channels.outbox}, 'appended') FROM appended
         `
         return messageId
-      }).pipe(Effect.withSpan("Outbox.append", { attributes: { topic } }))
+      }).pipe(Effect.withSpan("Outbox.append", { attributes: { topic }, captureStackTrace: false }))
+
+    const collect = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() => {
+        const events: Array<PendingEvent> = []
+        return Effect.map(
+          Effect.provideService(effect, PendingEvents, events),
+          (a) => [a, events] as const
+        )
+      })
+
+    const appendAll = (events: ReadonlyArray<PendingEvent>) =>
+      Effect.gen(function*() {
+        if (events.length === 0) return
+        if (yield* outsideTransaction) return yield* Effect.dieMessage("Outbox.appendAll must run inside a transaction")
+        yield* sql`
+          WITH appended AS (
+            INSERT INTO outbox (message_id, topic, payload)
+            SELECT e.message_id, e.topic, e.payload::jsonb
+            FROM unnest(
+              ${events.map((e) => e.messageId)}::text[],
+              ${events.map((e) => e.topic)}::text[],
+              ${events.map((e) => e.payload)}::text[]
+            ) WITH ORDINALITY AS e(message_id, topic, payload, ord)
+            ORDER BY e.ord
+            RETURNING id
+          )
+          SELECT pg_notify(${channels.outbox}, 'appended') WHERE EXISTS (SELECT 1 FROM appended)
+        `
+      }).pipe(Effect.withSpan("Outbox.appendAll", { attributes: { events: events.length }, captureStackTrace: false }))
 
     const claimDue = (limit: number) =>
       sql<OutboxRow>`
@@ -114,7 +176,7 @@ export class Outbox extends Context.Tag("gatehouse/Outbox")<Outbox, OutboxShape>
         SELECT 'outbox', topic, message_id, payload, attempts + 1, error, created_at FROM parked
       `)
 
-    return { append, claimDue, remove, reschedule, park } satisfies OutboxShape
+    return { append, collect, appendAll, claimDue, remove, reschedule, park } satisfies OutboxShape
   })
 
   static readonly layer = Layer.effect(Outbox, Outbox.make)

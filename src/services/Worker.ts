@@ -7,8 +7,9 @@ import { type BackoffPolicy, retryDelayMs } from "../domain/Backoff.js"
 import { AppConfig } from "../layers/Config.js"
 import { type Consumer, Consumers, MessageRejected } from "./Consumers.js"
 import { commitFailuresAsErrors, retryTransient } from "./Database.js"
-import { IdempotencyKeyReused, Inbox, InboxUnavailable } from "./Inbox.js"
+import { IdempotencyKeyReused, Inbox } from "./Inbox.js"
 import { channels, Listener } from "./Listener.js"
+import { Outbox, type PendingEvent } from "./Outbox.js"
 import { type Job, type JobFailure, type Lease, Queue } from "./Queue.js"
 import { describeFailure } from "./Relay.js"
 import { supervised } from "./Supervisor.js"
@@ -77,9 +78,11 @@ export interface WorkersShape {
 
 /**
  * Runs consumers on claimed jobs with group commit: a batch is processed in one transaction that
- * first locks the jobs still held under their fencing tokens, then runs each message in its own
- * savepoint (a failing message rolls back alone), and finally completes, reschedules or parks
- * every job of the batch. A worker whose lease was taken over finds its jobs missing at the lock
+ * first locks the jobs still held under their fencing tokens, then passes their messages to the
+ * inbox as one batch (one statement claims them, each handler runs in its own savepoint so that a
+ * failing message rolls back alone, one statement stores the outcomes), writes the events the
+ * handlers appended in one statement, and finally completes, reschedules or parks every job of
+ * the batch. A worker whose lease was taken over finds its jobs missing at the lock
  * and writes nothing for them, neither effects nor outbox events nor outcomes. The transaction
  * sets `idle_in_transaction_session_timeout` to the lease, so a process that stalls in the middle
  * (paused, swapped out) loses its session and its row locks instead of blocking the takeover.
@@ -92,22 +95,7 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
       const consumers = yield* Consumers
 
       const inbox = yield* Inbox
-
-      // The inbox runs the handler in a savepoint of the batch's transaction and records the
-      // message there: a redelivered message (a duplicate job, a retried dead letter that had
-      // succeeded) replays instead of running again. Rejections are not stored: a dead letter
-      // retried after its cause was fixed must run again.
-      const runMessage = (consumer: Consumer, job: Job) =>
-        inbox.process(
-          { scope: job.queue, key: job.messageId, payload: job.payload },
-          Effect.asVoid(
-            consumer.handle({ messageId: job.messageId, topic: job.topic, payload: job.payload, attempt: job.attempt })
-          ),
-          { success: Schema.Void, concurrent: "fail" }
-        ).pipe(
-          // A deadlock or serialization failure of this message alone: its savepoint is gone, run it again.
-          Effect.retry({ while: (e) => e instanceof InboxUnavailable, times: 2 })
-        )
+      const outbox = yield* Outbox
 
       const batch = (jobs: ReadonlyArray<Job>, registry: ReadonlyMap<string, Consumer>) =>
         Effect.gen(function*() {
@@ -117,16 +105,44 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
           const done: Array<Lease> = []
           const retries: Array<JobFailure & { delayMs: number }> = []
           const parks: Array<JobFailure> = []
+          const runnable: Array<{ readonly job: Job; readonly consumer: Consumer }> = []
           for (const job of [...jobs].sort(byInboxKey)) {
             if (!held.has(job.id)) continue
             const consumer = registry.get(job.queue)
+            // Claimed for a consumer that is gone from this process: let it wait for one that has it.
             if (consumer === undefined) {
-              // Claimed for a consumer that is gone from this process: let it wait for one that has it.
               retries.push({ lease: job, error: "no consumer registered in the claiming process", delayMs: 0 })
-              continue
-            }
-            const exit = yield* Effect.exit(runMessage(consumer, job))
+            } else runnable.push({ job, consumer })
+          }
+
+          // The inbox claims the batch's messages at once and runs each handler in a savepoint of
+          // this transaction: a redelivered message (a duplicate job, a retried dead letter that had
+          // succeeded) replays instead of running again. Rejections are not stored: a dead letter
+          // retried after its cause was fixed must run again. The events a handler appends are
+          // held back and written for the whole batch at once, only for the handlers that ran.
+          const events: Array<ReadonlyArray<PendingEvent>> = []
+          const exits = yield* inbox.receiveBatch(
+            runnable.map(({ consumer, job }, i) => ({
+              message: { scope: job.queue, key: job.messageId, payload: job.payload },
+              handler: outbox.collect(
+                consumer.handle({
+                  messageId: job.messageId,
+                  topic: job.topic,
+                  payload: job.payload,
+                  attempt: job.attempt
+                })
+              ).pipe(Effect.map(([, appended]) => {
+                events[i] = appended
+              }))
+            })),
+            { success: Schema.Void }
+          )
+
+          const appended: Array<PendingEvent> = []
+          for (const [i, exit] of exits.entries()) {
+            const { job } = runnable[i]!
             if (Exit.isSuccess(exit)) {
+              if (!exit.value.replayed) appended.push(...(events[i] ?? []))
               done.push(job)
               continue
             }
@@ -149,6 +165,7 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
             }
           }
 
+          yield* outbox.appendAll(appended)
           yield* queue.complete(done)
           yield* queue.retry(retries)
           yield* queue.park(parks)

@@ -111,9 +111,17 @@ const delivery = FastCheck.record({
   consumer: FastCheck.boolean()
 })
 
+type Delivery = typeof delivery extends FastCheck.Arbitrary<infer T> ? T : never
+
+const wave = FastCheck.record({
+  deliveries: FastCheck.array(delivery, { minLength: 1, maxLength: 5 }),
+  /** The consumer's copies go through `receiveBatch` rather than one `receive` each. */
+  batched: FastCheck.boolean()
+})
+
 const schedule = FastCheck.record({
   amounts: FastCheck.array(FastCheck.integer({ min: -2, max: 9 }), { minLength: 1, maxLength: 4 }),
-  waves: FastCheck.array(FastCheck.array(delivery, { minLength: 1, maxLength: 5 }), { minLength: 1, maxLength: 4 })
+  waves: FastCheck.array(wave, { minLength: 1, maxLength: 4 })
 })
 
 type Answer =
@@ -167,9 +175,9 @@ describe("Inbox redelivery", () => {
             throw new Error(`unexpected answer for ${key}: ${Cause.pretty(exit.cause)}`)
           }
 
-          for (const wave of waves) {
-            const standalone = wave.filter((d) => !d.consumer)
-            const consumed = wave.filter((d) => d.consumer)
+          for (const { batched, deliveries } of waves) {
+            const standalone = deliveries.filter((d) => !d.consumer)
+            const consumed = deliveries.filter((d) => d.consumer)
             const runStandalone = standalone.map((d) =>
               Effect.flatMap(
                 Effect.exit(
@@ -181,11 +189,22 @@ describe("Inbox redelivery", () => {
               )
             )
             // A consumer takes its copies as one batch: one transaction, a savepoint per message.
+            const consumerFault = (d: Delivery) => d.fault === "handlerFails" ? d.fault : "none"
             const runConsumer = Effect.flatMap(
-              Effect.exit(sql.withTransaction(Effect.forEach(
-                consumed,
-                (d) => Effect.exit(receive(inboxHere, d.message, d.fault === "handlerFails" ? d.fault : "none", "fail"))
-              ))),
+              Effect.exit(sql.withTransaction(
+                batched
+                  ? inboxHere.receiveBatch(
+                    consumed.map((d) => ({
+                      message: { scope, key: keyOf(d.message), payload: { amount: amountOf(d.message), note: "same" } },
+                      handler: handler(d.message, consumerFault(d))
+                    })),
+                    options
+                  )
+                  : Effect.forEach(
+                    consumed,
+                    (d) => Effect.exit(receive(inboxHere, d.message, consumerFault(d), "fail"))
+                  )
+              )),
               (batch) =>
                 Effect.sync(() => {
                   if (Exit.isFailure(batch)) throw new Error(Cause.pretty(batch.cause))

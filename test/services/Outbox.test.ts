@@ -73,6 +73,39 @@ describe("outbox and relay", () => {
         expect(yield* outboxRows("loose.in")).toEqual([])
       }))
 
+    it.effect("holds collected appends back until appendAll writes them in order, with the transaction", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const outbox = yield* Outbox
+        const collectTwo = outbox.collect(Effect.gen(function*() {
+          yield* outbox.append("held.in", { n: 1 }, { messageId: "held-1" })
+          yield* outbox.append("held.in", { n: 2 }, { messageId: "held-2" })
+          return "done"
+        }))
+
+        const [result, events, before] = yield* sql.withTransaction(Effect.gen(function*() {
+          const [result, events] = yield* collectTwo
+          const before = yield* outboxRows("held.in")
+          yield* outbox.appendAll(events)
+          return [result, events, before] as const
+        }))
+        const rolledBack = yield* Effect.exit(sql.withTransaction(Effect.gen(function*() {
+          const [, events] = yield* collectTwo
+          yield* outbox.appendAll(events)
+          return yield* Effect.fail("abort")
+        })))
+
+        expect(result).toBe("done")
+        expect(events.map((e) => e.messageId)).toEqual(["held-1", "held-2"])
+        expect(before).toEqual([])
+        expect(Exit.isFailure(rolledBack)).toBe(true)
+        const rows = yield* sql<{ message_id: string; payload: { n: number } }>`
+          SELECT message_id, payload FROM outbox WHERE topic = 'held.in' ORDER BY id
+        `
+        expect(rows.map((r) => [r.message_id, r.payload.n])).toEqual([["held-1", 1], ["held-2", 2]])
+        yield* sql`DELETE FROM outbox WHERE topic = 'held.in'`
+      }))
+
     it.effect("delivers a row whose transaction commits after a later row's", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

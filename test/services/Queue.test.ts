@@ -1,9 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { consumer, Consumers } from "../../src/services/Consumers.js"
+import { Outbox } from "../../src/services/Outbox.js"
 import { Queue } from "../../src/services/Queue.js"
 import { Workers } from "../../src/services/Worker.js"
-import { effectCounts, enqueueMany, registerTestConsumer } from "../support/Consumers.js"
+import { effectCounts, enqueueMany, registerTestConsumer, TestPayload } from "../support/Consumers.js"
 import { createEffectsTable, MessagingTestLive, testWorkerOptions } from "../support/Messaging.js"
 
 /** Moves every lease of `queue` into the past, as if the database clock had run past it. */
@@ -90,6 +92,48 @@ describe("work queue", () => {
         expect(left.leased_until).toBeNull()
         expect(left.last_error).toContain("poisoned message 7")
         yield* (yield* SqlClient.SqlClient)`DELETE FROM jobs WHERE queue = 'group'`
+      }))
+
+    it.effect("writes the events of the messages that ran, in order, and none of a failed or replayed one", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const queue = yield* Queue
+        const outbox = yield* Outbox
+        yield* (yield* Consumers).register(consumer({
+          name: "events",
+          topics: ["events.in"],
+          schema: TestPayload,
+          // Appends first, then fails for message 2: its event must go with its other writes.
+          handle: (payload, message) =>
+            Effect.gen(function*() {
+              yield* outbox.append("events.out", { n: payload.n }, { messageId: `out:${message.messageId}` })
+              if (payload.behaviour === "fail") return yield* Effect.fail(new Error(`poisoned message ${payload.n}`))
+            })
+        }))
+        const workers = yield* Workers.make(testWorkerOptions({ maxAttempts: 10 }))
+        yield* enqueueMany("events", 5, (n) => ({ n, behaviour: n === 2 ? "fail" : "ok" }))
+
+        const first = yield* workers.runOnce
+        yield* sql`DELETE FROM jobs WHERE queue = 'events'`
+        yield* queue.enqueue([{
+          queue: "events",
+          topic: "events.in",
+          messageId: "events-1",
+          payload: { n: 1, behaviour: "ok" }
+        }])
+        const redelivered = yield* workers.runOnce
+
+        expect(first).toMatchObject({ completed: 4, retried: 1 })
+        expect(redelivered).toMatchObject({ completed: 1 })
+        const events = yield* sql<{ message_id: string; n: number }>`
+          SELECT message_id, (payload->>'n')::int AS n FROM outbox WHERE topic = 'events.out' ORDER BY id
+        `
+        expect(events.map((e) => e.message_id)).toEqual([
+          "out:events-0",
+          "out:events-1",
+          "out:events-3",
+          "out:events-4"
+        ])
       }))
 
     it.effect("parks a poisoned job with its error while the 100 jobs behind it complete on time", () =>
