@@ -2,6 +2,7 @@ import { HttpApi, OpenApi } from "@effect/platform"
 import { AdmissionAdminApi, AdmissionsApi, AdmissionViewsApi } from "./api/Admissions.js"
 import { DeadLettersApi } from "./api/DeadLetters.js"
 import { DeviceApi } from "./api/Device.js"
+import { DeviceMessagesApi } from "./api/DeviceMessages.js"
 import { IdentityAdminApi } from "./api/IdentityAdmin.js"
 import { MatchingApi } from "./api/Matching.js"
 import { PeopleApi } from "./api/People.js"
@@ -15,6 +16,7 @@ export class GatehouseApi extends HttpApi.make("gatehouse")
   .add(VenueAdminApi)
   .add(DeviceApi)
   .add(PeopleApi)
+  .add(DeviceMessagesApi)
   .add(IdentityAdminApi)
   .add(DeadLettersApi)
   .add(MatchingApi)

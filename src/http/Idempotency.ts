@@ -145,7 +145,12 @@ export interface IdempotentAnswer {
  * the same request sent alone with the same key are one message.
  */
 export const idempotentAnswer = <A, I, E, R, F = never, FI = never>(
-  options: IdempotentOptions<A, I, F, FI> & { readonly method: string; readonly url: string },
+  options: IdempotentOptions<A, I, F, FI> & {
+    readonly method: string
+    readonly url: string
+    /** What a copy does while another copy runs (see `Inbox.receive`); default `"fail"` (409). */
+    readonly concurrent?: "wait" | "fail"
+  },
   handler: Effect.Effect<A, E, R>
 ): Effect.Effect<
   IdempotentAnswer,
@@ -177,7 +182,7 @@ export const idempotentAnswer = <A, I, E, R, F = never, FI = never>(
         payload: { method: options.method, url: options.url, body: options.payload }
       },
       toAnswer,
-      { success: StoredAnswer, failure: StoredRejection, concurrent: "fail" }
+      { success: StoredAnswer, failure: StoredRejection, concurrent: options.concurrent ?? "fail" }
     )
     const stored = Either.match(receipt.result, { onLeft: (r) => r.answer, onRight: (a) => a })
     return { ...stored, replayed: receipt.replayed }

@@ -64,19 +64,29 @@ const shortMessage = (message: string) => {
   return line.length > 160 ? `${line.slice(0, 157)}...` : line
 }
 
-const decodeProblem = (error: HttpApiError.HttpApiDecodeError) => {
-  const errors = error.issues.map((issue) => ({
-    path: formatPath(issue.path) || "(body)",
+/**
+ * A 400 problem naming each field that failed to decode and why (a short reason, never the
+ * schema text). `at` prefixes the paths: the place of the decoded value within the request body.
+ */
+export const invalidProblem = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>,
+  options: { readonly code?: string; readonly at?: ReadonlyArray<PropertyKey> } = {}
+): Problem => {
+  const at = options.at ?? []
+  const errors = issues.map((issue) => ({
+    path: formatPath([...at, ...issue.path]) || "(body)",
     message: shortMessage(issue.message)
   }))
   const first = errors[0]
   return problem(
     400,
-    "InvalidRequest",
+    options.code ?? "InvalidRequest",
     first === undefined ? "the request is invalid" : `${first.path}: ${first.message}`,
     { errors }
   )
 }
+
+const decodeProblem = (error: HttpApiError.HttpApiDecodeError) => invalidProblem(error.issues)
 
 const isTooLarge = (error: HttpServerError.RequestError) =>
   /maxBytes exceeded/.test(String(error.cause)) || /maxBytes exceeded/.test(error.description ?? "")

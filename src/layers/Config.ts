@@ -266,7 +266,7 @@ const config = Config.all({
   deviceBatchMaxMessages: setting(
     "DEVICE_BATCH_MAX_MESSAGES",
     "100",
-    "Most messages in one POST /v1/device-messages batch.",
+    "Most messages in one POST /v1/device-messages batch; a larger batch is refused whole with 413 BatchTooLarge.",
     int(100, 1)
   ),
   matchingPollMs: setting(

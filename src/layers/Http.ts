@@ -7,6 +7,7 @@ import { DeviceAuth } from "../http/DeviceAuth.js"
 import { AdmissionAdminHandlers, AdmissionsHandlers, AdmissionViewsHandlers } from "../http/handlers/Admissions.js"
 import { DeadLettersHandlers } from "../http/handlers/DeadLetters.js"
 import { DeviceHandlers } from "../http/handlers/Device.js"
+import { DeviceMessagesHandlers } from "../http/handlers/DeviceMessages.js"
 import { IdentityAdminHandlers } from "../http/handlers/IdentityAdmin.js"
 import { MatchingHandlers } from "../http/handlers/Matching.js"
 import { PeopleHandlers } from "../http/handlers/People.js"
@@ -28,6 +29,7 @@ const HandlersLive = Layer.mergeAll(
   VenueAdminHandlers,
   DeviceHandlers,
   PeopleHandlers,
+  DeviceMessagesHandlers,
   IdentityAdminHandlers,
   DeadLettersHandlers,
   MatchingHandlers,

@@ -2,7 +2,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Chunk, Context, Deferred, Duration, Effect, Layer, Queue, Ref, Schema } from "effect"
 import { attemptLogRetry } from "../layers/Schedules.js"
-import { Audit } from "./Audit.js"
+import { Audit, type AuditEntry } from "./Audit.js"
 import { retryTransient } from "./Database.js"
 import { supervised } from "./Supervisor.js"
 
@@ -27,6 +27,24 @@ export interface Attempt {
   readonly bestScore: number | null
   readonly templatesSearched: number
 }
+
+/** The audit log entry of an attempt: ids, model, threshold, decision and scores; never the probe. */
+export const auditEntry = (attempt: Attempt): AuditEntry => ({
+  action: attempt.kind,
+  venueId: attempt.venueId,
+  deviceId: attempt.deviceId,
+  personId: attempt.personId,
+  eventId: attempt.eventId,
+  details: {
+    attemptId: attempt.attemptId,
+    modelId: attempt.modelId,
+    threshold: attempt.threshold,
+    decision: attempt.decision,
+    candidates: attempt.candidates,
+    bestScore: attempt.bestScore,
+    templatesSearched: attempt.templatesSearched
+  }
+})
 
 /** Attempts arrive faster than the audit log can take them and the buffer is full. */
 export class AttemptLogFull extends Schema.TaggedError<AttemptLogFull>()(
@@ -77,23 +95,11 @@ export class AttemptLog extends Context.Tag("gatehouse/AttemptLog")<AttemptLog, 
         const healthy = yield* Ref.make(true)
 
         const write = (batch: ReadonlyArray<{ readonly attempt: Attempt }>) =>
-          retryTransient(sql.withTransaction(Effect.forEach(batch, ({ attempt }) =>
-            audit.record({
-              action: attempt.kind,
-              venueId: attempt.venueId,
-              deviceId: attempt.deviceId,
-              personId: attempt.personId,
-              eventId: attempt.eventId,
-              details: {
-                attemptId: attempt.attemptId,
-                modelId: attempt.modelId,
-                threshold: attempt.threshold,
-                decision: attempt.decision,
-                candidates: attempt.candidates,
-                bestScore: attempt.bestScore,
-                templatesSearched: attempt.templatesSearched
-              }
-            }), { discard: true })))
+          retryTransient(sql.withTransaction(Effect.forEach(
+            batch,
+            ({ attempt }) => audit.record(auditEntry(attempt)),
+            { discard: true }
+          )))
 
         // A batch that cannot be written is kept and retried until it is: attempts are never dropped.
         const loop = Effect.forever(Effect.gen(function*() {

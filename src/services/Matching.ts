@@ -6,7 +6,7 @@ import { EventNotFound, PersonNotFound } from "../domain/Identity.js"
 import { findModel, type Model } from "../domain/Models.js"
 import * as Vector from "../domain/Vector.js"
 import { AppConfig } from "../layers/Config.js"
-import { AttemptLog, type AttemptLogFull } from "./AttemptLog.js"
+import { type Attempt, AttemptLog, type AttemptLogFull } from "./AttemptLog.js"
 import {
   type EventFingerprint,
   type GalleryChange,
@@ -53,6 +53,12 @@ export interface Requester {
   readonly venueId: string
 }
 
+export interface IdentifyRequest {
+  readonly eventId: string
+  readonly probe: Probe
+  readonly topK?: number | undefined
+}
+
 export interface Identification {
   readonly attemptId: string
   readonly decision: "match" | "no_match"
@@ -84,8 +90,22 @@ export interface MatchingShape {
   /** 1:N search of one event's gallery, in memory; records the attempt. */
   readonly identify: (
     requester: Requester,
-    request: { readonly eventId: string; readonly probe: Probe; readonly topK?: number | undefined }
+    request: IdentifyRequest
   ) => Effect.Effect<Identification, EventNotFound | ProbeInvalid | MatchingUnavailable | AttemptLogFull>
+  /**
+   * `identify` without recording: the answer and the attempt, which the caller records itself
+   * (`auditEntry` in the transaction that stores the answer, so that answer and attempt are both
+   * kept once). Reads the database only for an event not held yet, on the caller's connection.
+   */
+  readonly search: (
+    requester: Requester,
+    request: IdentifyRequest
+  ) => Effect.Effect<
+    { readonly identification: Identification; readonly attempt: Attempt },
+    EventNotFound | ProbeInvalid | MatchingUnavailable
+  >
+  /** The probe checks `identify` and `verify` make first, without the galleries or the database. */
+  readonly checkProbe: (probe: Probe) => Effect.Effect<void, ProbeInvalid>
   /** 1:1 comparison with one person of the requester's venue; records the attempt. */
   readonly verify: (
     requester: Requester,
@@ -309,7 +329,7 @@ export const make = (options: MatchingOptions) =>
         )
       })
 
-    const identify: MatchingShape["identify"] = (requester, request) =>
+    const search: MatchingShape["search"] = (requester, request) =>
       Effect.gen(function*() {
         const held = yield* eventOf(requester, request.eventId)
         const { model, vector } = yield* prepare(request.probe)
@@ -329,7 +349,7 @@ export const make = (options: MatchingOptions) =>
           threshold: model.threshold,
           candidates
         }
-        yield* attempts.record({
+        const attempt: Attempt = {
           kind: "identification",
           attemptId: result.attemptId,
           venueId: requester.venueId,
@@ -342,9 +362,18 @@ export const make = (options: MatchingOptions) =>
           candidates,
           bestScore: found[0]?.score ?? null,
           templatesSearched: gallery?.size ?? 0
-        })
-        return result
-      }).pipe(Effect.withSpan("Matching.identify"))
+        }
+        return { identification: result, attempt }
+      }).pipe(Effect.withSpan("Matching.search"))
+
+    const identify: MatchingShape["identify"] = (requester, request) =>
+      Effect.flatMap(
+        search(requester, request),
+        ({ attempt, identification }) => Effect.as(attempts.record(attempt), identification)
+      ).pipe(Effect.withSpan("Matching.identify"))
+
+    const checkProbe: MatchingShape["checkProbe"] = (probe) =>
+      Either.match(prepare(probe), { onLeft: Effect.fail, onRight: () => Effect.void })
 
     /** The person's templates of one model: from the source, or from any held gallery of their venue. */
     const templatesOf = (requester: Requester, personId: string, modelId: string) =>
@@ -427,7 +456,7 @@ export const make = (options: MatchingOptions) =>
       return { loaded, events: events.size, galleries, templates: countTemplates() }
     })
 
-    return { identify, verify, forget, apply, sync: syncAll, stats } satisfies MatchingShape
+    return { identify, search, checkProbe, verify, forget, apply, sync: syncAll, stats } satisfies MatchingShape
   })
 
 const reasons = {

@@ -382,10 +382,23 @@ export const makeFleetScenario = (): Scenario => {
         }), { concurrency: "unbounded", discard: true })
     })
 
-  /** Uploads buffered enrollments as batches when the kiosk is online, sometimes twice. */
+  /**
+   * Uploads buffered enrollments as batches when the kiosk is online, sometimes twice. Each item's
+   * result is its message's answer; an item without a final answer (nothing stored: another copy
+   * running, a server failure, or not attempted after one) stays buffered for the next upload.
+   */
   const kioskUploads = (world: World, kiosk: Kiosk, final: boolean) =>
     Effect.gen(function*() {
+      // Items the service keeps failing are resent a bounded number of times per call; the last
+      // call (the drain) then gives them up, like any request resent too often.
+      let budget = Math.ceil(kiosk.buffer.length / 20) + 10
       while (kiosk.buffer.length > 0 && (!world.offline.kiosk || final)) {
+        if (budget-- <= 0) {
+          if (final) {
+            for (const b of kiosk.buffer.splice(0)) if (b.delivery.status === "pending") b.delivery.status = "gave-up"
+          }
+          return
+        }
         const batch = kiosk.buffer.splice(0, 20)
         const items = batch.map((b) => ({
           id: b.delivery.key,
@@ -394,25 +407,35 @@ export const makeFleetScenario = (): Scenario => {
         }))
         const rng = kiosk.client
         const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+        const settled = new Set<number>()
         for (let n = 0; n < sends; n++) {
           if (n > 0) world.stats.inc("batchesResent")
           world.stats.inc("batches")
           const reply = yield* rng.call(device.messages(kiosk.key, items, `batch-${uuidFrom(world.rng)}`)).pipe(
             Effect.option
           )
-          if (reply._tag === "None") continue
+          if (reply._tag === "None" || reply.value.status !== 200) continue
           const results: Array<any> = reply.value.body?.results ?? []
           batch.forEach((b, i) => {
             const result = results[i]
-            if (result === undefined) return
+            if (result === undefined || result.retry === true) return
+            const answer: Reply = {
+              status: Number(result.status),
+              body: result.body ?? result.problem,
+              replayed: result.replayed === true,
+              attempts: reply.value.attempts
+            }
+            if (answer.replayed) world.stats.inc("replays")
             const wasPending = b.delivery.status === "pending"
-            b.delivery.status = "answered"
-            b.delivery.answers.push({
-              status: Number(result.status ?? 200),
-              summary: JSON.stringify(result.outcome ?? result)
-            })
-            if (wasPending) world.stats.inc(Number(result.status ?? 200) < 300 ? "enrolled" : "enrollRejected")
+            record(b.delivery, answer)
+            settled.add(i)
+            if (wasPending) world.stats.inc(answer.status < 300 ? "enrolled" : "enrollRejected")
           })
+        }
+        const unsettled = batch.filter((_, i) => !settled.has(i))
+        if (unsettled.length > 0) {
+          kiosk.buffer.unshift(...unsettled)
+          yield* Effect.sleep("200 millis")
         }
       }
     })
