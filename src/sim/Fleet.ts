@@ -541,11 +541,11 @@ export const makeFleetScenario = (): Scenario => {
   return { name: "fleet", setup, load, drain, checks }
 }
 
-/** Waits until background work (outbox, queue, inbox claims) has settled. */
 /**
  * Waits until the background work the devices caused has settled: no inbox claim still held, the
- * outbox and the work queue empty (delivered, or parked as dead letters), and every ticket sold in
- * the provider synced. The drain's timeout bounds it; what is left then fails the checks.
+ * outbox and the work queue empty (delivered, or parked as dead letters), every ticket sold in
+ * the provider synced, and linked when its holder is enrolled. The drain's timeout bounds it; what
+ * is left then fails the checks.
  */
 const settle = (world: World, f: Fleet) =>
   Effect.gen(function*() {
@@ -571,6 +571,16 @@ const settle = (world: World, f: Fleet) =>
       if (tables.has("tickets") && f.mapped) {
         const n = yield* count(world.sql`SELECT count(*)::int AS n FROM tickets WHERE event_id = ${f.eventId}`)
         if (n < sold) waiting.push(`${sold - n} tickets to sync`)
+      }
+      if (tables.has("ticket_links") && f.mapped) {
+        // A holder enrolled late (a kiosk's buffered upload) is linked at the next sync run.
+        const n = yield* count(world.sql`
+          SELECT count(*)::int AS n FROM tickets t
+          JOIN people p ON p.venue_id = ${f.venueId} AND p.external_ref = t.holder_reference
+          WHERE t.event_id = ${f.eventId} AND t.status = 'valid'
+            AND NOT EXISTS (SELECT 1 FROM ticket_links l WHERE l.ticket_id = t.id AND l.revoked_at IS NULL)
+        `)
+        if (n > 0) waiting.push(`${n} tickets to link`)
       }
       if (waiting.length === 0) return
       if (Date.now() - lastReport > 5_000) {
