@@ -422,6 +422,30 @@ describe("device messages over HTTP", () => {
         }))
     })
 
+    describe("contract", () => {
+      it.effect("is described in the OpenAPI document, one item shape per message type, with examples", () =>
+        Effect.gen(function*() {
+          const spec = (yield* request("GET", "/openapi.json")).body
+
+          const operation = spec.paths["/v1/device-messages"].post
+          const schemas = spec.components.schemas
+
+          expect(operation.parameters.map((p: any) => p.name)).toContain("idempotency-key")
+          expect(Object.keys(operation.responses)).toEqual(
+            expect.arrayContaining(["200", "400", "409", "413", "422", "503"])
+          )
+          expect(schemas.DeviceMessage.anyOf.map((s: any) => s.$ref.split("/").pop())).toEqual([
+            "EnrollMessage",
+            "AddTemplatesMessage",
+            "ConsentMessage",
+            "EraseMessage",
+            "IdentifyMessage"
+          ])
+          expect(schemas.DeviceMessagesRequest.examples[0].messages.length).toBeGreaterThan(0)
+          expect(schemas.DeviceMessagesResult.examples[0].results.length).toBeGreaterThan(0)
+        }))
+    })
+
     describe("identify messages", () => {
       it.effect("replays a redelivered identify message with the first answer and records one attempt", () =>
         Effect.gen(function*() {
