@@ -109,9 +109,9 @@ const config = Config.all({
   ),
   maxBodyBytes: setting(
     "MAX_BODY_BYTES",
-    "1048576",
-    "Largest accepted request body in bytes; larger bodies get 413 before parsing.",
-    int(1_048_576, 1024)
+    "4194304",
+    "Largest accepted request body in bytes; larger bodies get 413 before parsing. The default fits a full device-message batch (100 enrollments of two 512-dimension templates take about 2 MB).",
+    int(4_194_304, 1024)
   ),
   adminKey: setting(
     "ADMIN_KEY",

@@ -259,7 +259,7 @@ describe("people over HTTP", () => {
           )
           const huge = yield* send(
             `{"consent":${consent},"templates":[{"modelId":"test-4d@1","vector":[${
-              Array.from({ length: 200_000 }, () => "0.123456789").join(",")
+              Array.from({ length: 400_000 }, () => "0.123456789").join(",")
             }]}]}`
           )
           const badId = yield* send(`{"personId":"not-a-uuid","consent":${consent},"templates":[${template}]}`)
