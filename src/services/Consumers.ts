@@ -25,7 +25,9 @@ export interface Message {
  * A handler subscribed to topics. `name` is the queue its jobs wait in and the inbox scope that
  * de-duplicates them, so it must stay stable across releases. The handler runs inside the
  * worker's transaction: its writes, the inbox record and the job's completion commit together.
- * It must be short and must not call anything outside the database (use the outbox for that).
+ * It must be short and must not call anything outside the database (use the outbox for that): it
+ * may run again after a run whose writes were rolled back (another message of its batch failed,
+ * the batch's transaction was retried), and only the committed run counts.
  */
 export interface Consumer {
   readonly name: string

@@ -196,9 +196,11 @@ export interface InboxShape {
   /**
    * `receive` for many messages inside the caller's transaction (group commit), with the same
    * guarantees per message and far fewer round trips: one statement claims every new key of the
-   * batch and reads the records of the others, each claimed message's handler runs in its own
-   * savepoint, and one statement stores every outcome (and drops the claims of the messages that
-   * failed). Answers one `Exit` per item, in the order of `items`:
+   * batch and reads the records of the others, the claimed messages' handlers run (all in one
+   * savepoint; if one fails, again each in a savepoint of its own), and one statement stores every
+   * outcome (and drops the claims of the messages that failed). Handlers must write only in the
+   * transaction: a handler may run twice when another one of its batch fails, the first run rolled
+   * back. Answers one `Exit` per item, in the order of `items`:
    *
    * - a new message runs its handler; a failure `failure` accepts is stored and replayed, any other
    *   failure rolls back that message's savepoint and stores nothing, leaving the other messages'
@@ -327,6 +329,10 @@ const metrics = {
   ),
   takeovers: counter("gatehouse_inbox_takeovers_total", "Claims taken over after their lease expired"),
   commitUnknown: counter("gatehouse_inbox_commit_unknown_total", "Commits whose outcome had to be looked up"),
+  batchReruns: counter(
+    "gatehouse_inbox_batch_reruns_total",
+    "Batches whose handlers ran again, each in its own savepoint, because one of them failed"
+  ),
   purged: counter("gatehouse_inbox_purged_total", "Processed-message records deleted by retention")
 }
 
@@ -899,6 +905,25 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
           return exit
         })
 
+      /**
+       * Runs the handlers of the claimed messages, in order. Optimistically all of them in one
+       * savepoint, which saves a round trip per message; if one fails (rejections included), that
+       * savepoint is rolled back and every handler runs again in a savepoint of its own, so that the
+       * failure stays with its message. Handlers write only in the transaction, so a rolled-back
+       * first run leaves nothing behind.
+       */
+      const runClaimed = (claimed: ReadonlyArray<BatchEntry>) =>
+        Effect.gen(function*() {
+          if (claimed.length > 1) {
+            const together = yield* Effect.exit(
+              sql.withTransaction(Effect.forEach(claimed, (entry) => items[entry.index]!.handler))
+            )
+            if (Exit.isSuccess(together)) return together.value.map((a) => Exit.succeed(a) as Exit.Exit<A, E>)
+            yield* Metric.increment(metrics.batchReruns)
+          }
+          return yield* Effect.forEach(claimed, (entry) => runHandler(items[entry.index]!.handler))
+        })
+
       /** A handler failure that stores nothing, as the one-message path reports it. */
       const failed = (m: Message, cause: Cause.Cause<E>): Effect.Effect<Answer> => {
         const failure = Cause.failureOption(cause)
@@ -929,29 +954,14 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
             return yield* Effect.dieMessage(`inbox batch claim answered ${rows.length} rows for ${entries.length} keys`)
           }
 
-          const done: Array<BatchOutcome & { readonly result: Either.Either<A, F> }> = []
-          const dropped: Array<BatchEntry> = []
+          const claimed: Array<BatchEntry> = []
+          const settleAlone: Array<BatchEntry> = []
           let replays = 0
           for (const [n, entry] of entries.entries()) {
             const row = rows[n]!
             const { index, message } = entry
-            const handler = items[index]!.handler
             if (row.claimed) {
-              const exit = yield* runHandler(handler)
-              const result: Option.Option<Either.Either<A, F>> = Exit.isSuccess(exit)
-                ? Option.some(Either.right(exit.value))
-                : Option.filterMap(
-                  Cause.failureOption(exit.cause),
-                  (e) => isRejection(e) ? Option.some(Either.left(e as unknown as F)) : Option.none()
-                )
-              if (Option.isSome(result)) {
-                const [status, outcome] = yield* encodeOutcome(result.value)
-                done.push({ ...entry, status, outcome, result: result.value })
-              } else {
-                yield* Metric.increment(metrics.handlerFailures)
-                dropped.push(entry)
-                answers[index] = yield* failed(message, (exit as Exit.Failure<A, E>).cause)
-              }
+              claimed.push(entry)
             } else if (row.found && row.fingerprint !== entry.fingerprint) {
               yield* Metric.increment(metrics.conflicts)
               yield* Effect.logInfo("idempotency key reused with another payload").pipe(logged(message))
@@ -966,8 +976,32 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
             } else {
               // A claim whose holder's lease ran out, or a race lost to another transaction: rare,
               // and settled by the one-message path (take over, replay or in progress).
-              answers[index] = yield* Effect.exit(receive(message, handler, single))
+              settleAlone.push(entry)
             }
+          }
+
+          const done: Array<BatchOutcome & { readonly result: Either.Either<A, F> }> = []
+          const dropped: Array<BatchEntry> = []
+          const exits = yield* runClaimed(claimed)
+          for (const [n, entry] of claimed.entries()) {
+            const exit = exits[n]!
+            const result: Option.Option<Either.Either<A, F>> = Exit.isSuccess(exit)
+              ? Option.some(Either.right(exit.value))
+              : Option.filterMap(
+                Cause.failureOption(exit.cause),
+                (e) => isRejection(e) ? Option.some(Either.left(e as unknown as F)) : Option.none()
+              )
+            if (Option.isSome(result)) {
+              const [status, outcome] = yield* encodeOutcome(result.value)
+              done.push({ ...entry, status, outcome, result: result.value })
+            } else {
+              yield* Metric.increment(metrics.handlerFailures)
+              dropped.push(entry)
+              answers[entry.index] = yield* failed(entry.message, (exit as Exit.Failure<A, E>).cause)
+            }
+          }
+          for (const { index, message } of settleAlone) {
+            answers[index] = yield* Effect.exit(receive(message, items[index]!.handler, single))
           }
 
           yield* recordBatch(done, dropped)

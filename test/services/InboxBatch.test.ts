@@ -237,27 +237,57 @@ describe("Inbox batches", () => {
         expect(yield* effectsOf(scope)).toEqual({ orphan: 1, fresh: 1 })
       }))
 
+    it.effect("runs the handlers together, and each again in its own savepoint when one of them fails", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const inbox = yield* Inbox
+        const scope = freshScope()
+        const runs = { a: 0, b: 0, c: 0 }
+        const counted = <E, R>(key: "a" | "b" | "c", handler: Effect.Effect<typeof Applied.Type, E, R>) =>
+          Effect.zipRight(Effect.sync(() => runs[key]++), handler)
+        const batch = (failing: boolean) =>
+          sql.withTransaction(inbox.receiveBatch([
+            { message: { scope, key: "a", payload: { amount: 1 } }, handler: counted("a", apply(scope, "a", 1)) },
+            {
+              message: { scope, key: "b", payload: { amount: 2 } },
+              handler: counted("b", failing ? Effect.zipRight(apply(scope, "b", 2), new Flaky()) : apply(scope, "b", 2))
+            },
+            { message: { scope, key: "c", payload: { amount: 3 } }, handler: counted("c", apply(scope, "c", 3)) }
+          ], options))
+
+        const first = yield* batch(true)
+        const firstRuns = { ...runs }
+        const second = yield* batch(false)
+
+        expect(first.map(answerOf)).toEqual(["first ok 1", "failed Flaky", "first ok 3"])
+        expect(firstRuns).toEqual({ a: 2, b: 2, c: 1 })
+        expect(second.map(answerOf)).toEqual(["replay ok 1", "first ok 2", "replay ok 3"])
+        expect(runs).toEqual({ a: 2, b: 3, c: 1 })
+        expect(yield* effectsOf(scope)).toEqual({ a: 1, b: 1, c: 1 })
+      }))
+
     it.effect("runs a handler again in its savepoint after a transient database failure of its own", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const inbox = yield* Inbox
         const scope = freshScope()
         let runs = 0
-        const deadlockOnce = Effect.zipRight(
+        // Fails in the batch's optimistic run and in the first run of its own, then succeeds.
+        const deadlockTwice = Effect.zipRight(
           apply(scope, "d", 5),
           Effect.suspend(() =>
-            runs++ === 0
+            runs++ < 2
               ? Effect.asVoid(sql`DO $$ BEGIN RAISE EXCEPTION 'injected deadlock' USING ERRCODE = '40P01'; END $$`)
               : Effect.void
           )
         ).pipe(Effect.as({ entry: 0, amount: 5 }))
 
         const exits = yield* sql.withTransaction(inbox.receiveBatch([
-          { message: { scope, key: "d", payload: { amount: 5 } }, handler: deadlockOnce },
+          { message: { scope, key: "d", payload: { amount: 5 } }, handler: deadlockTwice },
           { message: { scope, key: "e", payload: { amount: 6 } }, handler: apply(scope, "e", 6) }
         ], options))
 
-        expect(runs).toBe(2)
+        expect(runs).toBe(3)
         expect(exits.map(answerOf)).toEqual(["first ok 5", "first ok 6"])
         expect(yield* effectsOf(scope)).toEqual({ d: 1, e: 1 })
       }))
