@@ -203,6 +203,24 @@ const config = Config.all({
     "Milliseconds before the sync cursor that each run reads again, for changes the provider commits late.",
     int(5000, 0)
   ),
+  checkinWritebackBatchSize: setting(
+    "CHECKIN_WRITEBACK_BATCH_SIZE",
+    "20",
+    "Gate check-ins claimed at once for writing back to the ticketing provider (sent at most TICKET_PROVIDER_CONCURRENCY at a time).",
+    int(20, 1)
+  ),
+  checkinWritebackMaxAttempts: setting(
+    "CHECKIN_WRITEBACK_MAX_ATTEMPTS",
+    "20",
+    "Attempts at a check-in write-back that the provider refuses (4xx) or answers malformed before it is parked as a dead letter. An unreachable provider or an open breaker never counts: write-backs then wait as long as the outage lasts.",
+    int(20, 1)
+  ),
+  checkinWritebackPauseMaxMs: setting(
+    "CHECKIN_WRITEBACK_PAUSE_MAX_MS",
+    "30000",
+    "Longest pause in milliseconds between two write-back rounds while the provider is unreachable (from 1 s, doubling, jittered); an open breaker pauses the rounds until it half-opens.",
+    int(30_000, 10)
+  ),
   inboxRetentionHours: setting(
     "INBOX_RETENTION_HOURS",
     "168",
@@ -376,6 +394,9 @@ export interface AppConfigShape {
   readonly ticketSyncIntervalMs: number
   readonly ticketSyncPageSize: number
   readonly ticketSyncOverlapMs: number
+  readonly checkinWritebackBatchSize: number
+  readonly checkinWritebackMaxAttempts: number
+  readonly checkinWritebackPauseMaxMs: number
   readonly inboxRetentionHours: number
   readonly inboxClaimLeaseMs: number
   readonly inboxWaitMs: number
@@ -431,6 +452,15 @@ export const redeliveryHorizons = (config: AppConfigShape): ReadonlyArray<Redeli
       config.queueMaxAttempts
     ) +
       config.queueMaxAttempts * config.queueLeaseMs
+  },
+  {
+    source:
+      "CHECKIN_WRITEBACK_MAX_ATTEMPTS, QUEUE_BACKOFF_*_MS and QUEUE_LEASE_MS (a refused check-in write-back's retries)",
+    ms: redeliveryHorizonMs(
+      { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
+      config.checkinWritebackMaxAttempts
+    ) +
+      config.checkinWritebackMaxAttempts * config.queueLeaseMs
   },
   {
     source: "OUTBOX_MAX_ATTEMPTS and OUTBOX_BACKOFF_*_MS (an event's delivery retries)",

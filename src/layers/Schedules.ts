@@ -1,4 +1,5 @@
 import { Duration, Schedule } from "effect"
+import { retryDelayMs } from "../domain/Backoff.js"
 
 /**
  * Named retry and supervision schedules. Services take their schedules from here so that every
@@ -58,3 +59,10 @@ export const attemptLogRetry = Schedule.exponential(Duration.millis(100), 2).pip
   Schedule.either(Schedule.spaced(Duration.seconds(5))),
   Schedule.jittered
 )
+
+/**
+ * Pause of the check-in write-back loop after its `rounds`-th round in a row that found the
+ * provider unavailable: from one second, doubling up to `maxMs`, with equal jitter (`random` in [0, 1)).
+ */
+export const writeBackPause = (maxMs: number, rounds: number, random: number) =>
+  retryDelayMs({ baseMs: Math.min(1000, maxMs), maxMs }, rounds, random)

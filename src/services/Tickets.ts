@@ -114,6 +114,8 @@ export interface TicketsShape {
   ) => Effect.Effect<ReadonlyArray<Ticket>, SqlError>
   /** The ticket whose secret a gate scanned, of this event first, else of any event. */
   readonly byReference: (eventId: string, secret: string) => Effect.Effect<Option.Option<Ticket>, SqlError>
+  /** One synced ticket by its id. */
+  readonly get: (ticketId: string) => Effect.Effect<Option.Option<Ticket>, SqlError>
   /** The event's tickets linked to the person now, valid or not. */
   readonly ofPerson: (eventId: string, personId: string) => Effect.Effect<ReadonlyArray<Ticket>, SqlError>
 }
@@ -423,6 +425,12 @@ export class Tickets extends Context.Tag("gatehouse/Tickets")<Tickets, TicketsSh
           (rows) => Option.map(Option.fromNullable(rows[0]), toTicket)
         )
 
+      const get = (ticketId: string) =>
+        Effect.map(
+          sql<TicketRow>`SELECT ${ticketColumns} FROM ${fromTickets} WHERE t.id = ${ticketId}`,
+          (rows) => Option.map(Option.fromNullable(rows[0]), toTicket)
+        )
+
       const ofPerson = (eventId: string, personId: string) =>
         Effect.map(
           sql<TicketRow>`
@@ -444,6 +452,7 @@ export class Tickets extends Context.Tag("gatehouse/Tickets")<Tickets, TicketsSh
         unlink,
         list,
         byReference,
+        get,
         ofPerson
       } satisfies TicketsShape
     })

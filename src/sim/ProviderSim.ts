@@ -50,6 +50,8 @@ export interface SimCheckin {
   datetime: string
   status: number
   body: unknown
+  /** Redeem requests that reached the provider with this nonce (retries and resends included). */
+  requests: number
 }
 
 /** API routes, as counted and as fault filters name them. */
@@ -521,7 +523,10 @@ export class ProviderSimulator {
       return json(res, 400, { detail: "secret and nonce are required." })
     }
     const previous = this.checkins.get(input.nonce)
-    if (previous !== undefined) return json(res, previous.status, previous.body)
+    if (previous !== undefined) {
+      previous.requests += 1
+      return json(res, previous.status, previous.body)
+    }
 
     const position = [...this.events.values()].flatMap((e) => [...e.positions.values()]).find((p) =>
       p.secret === input.secret
@@ -539,7 +544,8 @@ export class ProviderSimulator {
       type,
       datetime: typeof input.datetime === "string" ? input.datetime : new Date().toISOString(),
       status,
-      body
+      body,
+      requests: 1
     })
     return json(res, status, body)
   }

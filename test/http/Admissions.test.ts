@@ -4,7 +4,7 @@ import { Effect, FastCheck as fc } from "effect"
 import * as Crypto from "node:crypto"
 import { type Direction, firstViolation, Outcome } from "../../src/domain/CheckIn.js"
 import { ProviderSim } from "../../src/sim/ProviderSim.js"
-import { settle } from "../support/Eventually.js"
+import { eventually, settle } from "../support/Eventually.js"
 import { listAdmissions, postScan, scanBody, scene } from "../support/Gate.js"
 import { request } from "../support/Http.js"
 import { addGuest, createDevice, createEvent, createVenueAndDevice, enroll } from "../support/Identity.js"
@@ -297,6 +297,31 @@ describe("admissions over HTTP", () => {
           attemptId: expect.any(String)
         })
         expect(stored[0]!.n).toBe(0)
+      }))
+
+    it.effect("writes each granted check-in back to the provider once, and nothing for a denial", () =>
+      Effect.gen(function*() {
+        const sim = yield* ProviderSim
+        const { gate, eventId, holders, spare } = yield* scene({ holders: 1, spare: 1 })
+        const face = holders[0]!.face
+
+        const entry = yield* postScan(gate, scanBody(eventId, { probe: face }))
+        const denied = yield* postScan(gate, scanBody(eventId, { probe: face }))
+        const exit = yield* postScan(gate, scanBody(eventId, { probe: face }, { direction: "exit" }))
+        const byTicket = yield* postScan(gate, scanBody(eventId, { ticket: spare[0]! }, { offline: true }))
+        yield* eventually(
+          Effect.sync(() => sim.checkinsFor().filter((c) => c.nonce.includes(gate.deviceId)).length === 3)
+        )
+        const written = (secret: string) =>
+          sim.checkinsFor(secret).map((c) => [c.nonce, c.type, c.datetime, c.requests])
+        const nonce = (reply: { body: any }) => `gatehouse:${gate.deviceId}:${reply.body.nonce}`
+
+        expect(denied.body.decision).toBe("denied")
+        expect(written(holders[0]!.secret)).toEqual([
+          [nonce(entry), "entry", entry.body.serverTime, 1],
+          [nonce(exit), "exit", exit.body.serverTime, 1]
+        ])
+        expect(written(spare[0]!)).toEqual([[nonce(byTicket), "entry", byTicket.body.deviceTime, 1]])
       }))
 
     // Scans of one ticket with distinct nonces, each delivered one to three times (a resend with

@@ -1,14 +1,18 @@
+import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, TestClock } from "effect"
+import { queueName } from "../../src/services/CheckInWriteBack.js"
 import { ProviderSim } from "../../src/sim/ProviderSim.js"
 import { eventually } from "../support/Eventually.js"
+import { postScan, scanBody, type Scene, scene } from "../support/Gate.js"
 import { request } from "../support/Http.js"
 import { createDevice, createEvent, createVenue } from "../support/Identity.js"
 import { adminKey } from "../support/Server.js"
 import { inGallery, insertPerson, listTickets, mapEvent, syncNow, TicketingServerLive } from "../support/Ticketing.js"
 
 // Server settings (TicketingServerLive): no retries, breaker opens after 3 failures for 30 s,
-// half-open admits 2 probes, requests time out after 5 s of the test clock.
+// half-open admits 2 probes, requests time out after 5 s of the test clock. The check-in
+// write-back loop runs on the test clock too: its pauses end when a test moves the clock.
 
 const readiness = Effect.map(
   request("GET", "/health/ready"),
@@ -39,6 +43,34 @@ const expectCaughtUp = (eventId: string, slug: string) =>
       Object.fromEntries(tickets.map((t) => [t.providerTicketId, [t.status, t.providerVersion]]))
     ).toEqual(Object.fromEntries(provider.map((p) => [p.id, [statusOf[p.status], p.version]])))
   })
+
+/** Gate scans of already-synced tickets, by face and by ticket, one of them an offline upload. */
+const admitDuringOutage = (s: Scene) => [
+  postScan(s.gate, scanBody(s.eventId, { probe: s.holders[0]!.face })),
+  postScan(s.gate, scanBody(s.eventId, { probe: s.holders[1]!.face })),
+  postScan(s.gate, scanBody(s.eventId, { ticket: s.spare[0]! })),
+  postScan(s.gate, scanBody(s.eventId, { ticket: s.spare[1]! }, { offline: true }))
+]
+
+/** The write-backs waiting in the queue: their attempts, and the dead letters among them. */
+const waitingWriteBacks = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const jobs = yield* sql<{ attempts: number }>`SELECT attempts FROM jobs WHERE queue = ${queueName}`
+  const dead = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM dead_letters WHERE queue = ${queueName}`
+  return { queued: jobs.length, attempts: jobs.map((j) => j.attempts), dead: dead[0]!.n }
+}).pipe(Effect.orDie)
+
+/** The simulator's check-ins of these scans: how many requests reached it per nonce. */
+const requestsPerNonce = (gate: { readonly deviceId: string }, nonces: ReadonlyArray<string>) =>
+  Effect.flatMap(ProviderSim, (sim) =>
+    Effect.sync(() => {
+      const byNonce = new Map(sim.checkinsFor().map((c) => [c.nonce, c.requests]))
+      return nonces.map((n) => byNonce.get(`gatehouse:${gate.deviceId}:${n}`) ?? 0)
+    }))
+
+/** Moves the test clock on until `check` holds: the write-back loop's pauses and the breaker run on it. */
+const advanceUntil = (check: Effect.Effect<boolean, never, any>) =>
+  eventually(Effect.zipRight(TestClock.adjust("1 second"), check), 400)
 
 describe("ticketing provider outage", () => {
   it.layer(TicketingServerLive())((it) => {
@@ -157,6 +189,72 @@ describe("ticketing provider outage", () => {
         expect(recovered.status).toBe(200)
         expect((yield* readiness).ticketing).toBe("up")
         yield* expectCaughtUp(eventId, "hang")
+      }))
+
+    it.effect("refusing connections: synced tickets are admitted by face and ticket, write-backs wait uncounted, then arrive once each", () =>
+      Effect.gen(function*() {
+        const sim = yield* ProviderSim
+        const s = yield* scene({ holders: 2, spare: 2 })
+
+        yield* Effect.promise(() => sim.setFault({ fault: { type: "refuse" } }))
+        const admitted = yield* Effect.all(admitDuringOutage(s))
+        const nonces = admitted.map((r) => r.body.nonce as string)
+        yield* advanceUntil(Effect.map(readiness, (r) => r.ticketing === "degraded"))
+        yield* eventually(Effect.map(waitingWriteBacks, (w) => w.queued === 4))
+        const during = yield* waitingWriteBacks
+        const delivered = yield* requestsPerNonce(s.gate, nonces)
+        // Later scans are not slowed or refused by the open breaker either.
+        const meanwhile = yield* postScan(s.gate, scanBody(s.eventId, { ticket: s.spare[0]! }, { direction: "exit" }))
+
+        expect(admitted.map((r) => [r.status, r.body.decision])).toEqual(
+          Array.from({ length: 4 }, () => [200, "granted"])
+        )
+        expect(meanwhile.body.decision).toBe("granted")
+        expect(during).toEqual({ queued: 4, attempts: [0, 0, 0, 0], dead: 0 })
+        expect(delivered).toEqual([0, 0, 0, 0])
+
+        yield* Effect.promise(() => sim.clearFault())
+        yield* advanceUntil(Effect.map(
+          requestsPerNonce(s.gate, [...nonces, meanwhile.body.nonce]),
+          (n) => n.every((r) => r > 0)
+        ))
+        yield* eventually(Effect.map(waitingWriteBacks, (w) => w.queued === 0))
+
+        expect(yield* requestsPerNonce(s.gate, [...nonces, meanwhile.body.nonce])).toEqual([1, 1, 1, 1, 1])
+        expect((yield* waitingWriteBacks).dead).toBe(0)
+        expect((yield* readiness).ticketing).toBe("up")
+      }))
+
+    it.effect("hanging: the gate answers while write-backs hang at the provider, and they arrive once each after it recovers", () =>
+      Effect.gen(function*() {
+        const sim = yield* ProviderSim
+        const s = yield* scene({ holders: 2, spare: 2 })
+        const [first, ...rest] = admitDuringOutage(s)
+
+        yield* Effect.promise(() => sim.setFault({ fault: { type: "hang" } }))
+        const opening = yield* first!
+        yield* eventually(Effect.sync(() => sim.hanging() >= 1))
+        const answeredWhileHanging = yield* Effect.all(rest)
+        const hangingThen = sim.hanging()
+        const admitted = [opening, ...answeredWhileHanging]
+        const nonces = admitted.map((r) => r.body.nonce as string)
+        yield* advanceUntil(Effect.map(readiness, (r) => r.ticketing === "degraded"))
+        const during = yield* waitingWriteBacks
+
+        expect(admitted.map((r) => [r.status, r.body.decision])).toEqual(
+          Array.from({ length: 4 }, () => [200, "granted"])
+        )
+        expect(hangingThen).toBeGreaterThanOrEqual(1)
+        expect(during).toMatchObject({ queued: 4, dead: 0 })
+        expect(yield* requestsPerNonce(s.gate, nonces)).toEqual([0, 0, 0, 0])
+
+        yield* Effect.promise(() => sim.clearFault())
+        yield* advanceUntil(Effect.map(requestsPerNonce(s.gate, nonces), (n) => n.every((r) => r > 0)))
+        yield* eventually(Effect.map(waitingWriteBacks, (w) => w.queued === 0))
+
+        expect(yield* requestsPerNonce(s.gate, nonces)).toEqual([1, 1, 1, 1])
+        expect((yield* waitingWriteBacks).dead).toBe(0)
+        expect((yield* readiness).ticketing).toBe("up")
       }))
   })
 })
