@@ -1,9 +1,11 @@
 import { Effect, Schema } from "effect"
 import { derivePersonId, EventNotFound } from "../domain/Identity.js"
+import type { Admissions } from "../services/Admissions.js"
 import { auditEntry } from "../services/AttemptLog.js"
 import type { Audit } from "../services/Audit.js"
 import type { Enrollment } from "../services/Enrollment.js"
 import { type Matching, ProbeInvalid } from "../services/Matching.js"
+import { admissionMessages } from "./AdmissionMessages.js"
 import { messagePayloads, type MessageType } from "./api/DeviceMessages.js"
 import { Identification } from "./api/Matching.js"
 import { personMessages } from "./PersonMessages.js"
@@ -52,8 +54,10 @@ export const deviceMessages = (services: {
   readonly enrollment: Enrollment["Type"]
   readonly matching: Matching["Type"]
   readonly audit: Audit["Type"]
+  readonly admissions: Admissions["Type"]
 }): { readonly [K in MessageType]: Prepare<K> } => {
   const people = personMessages(services.enrollment)
+  const gates = admissionMessages(services.admissions)
   const { audit, matching } = services
 
   return {
@@ -79,9 +83,21 @@ export const deviceMessages = (services: {
         options: { success: Identification, rejections: IdentifyRejection },
         run: Effect.flatMap(
           matching.search(device, payload),
-          ({ attempt, identification }) => Effect.as(audit.record(auditEntry(attempt)), identification)
+          ({ attempt, identification }) =>
+            Effect.as(
+              Effect.zipRight(
+                audit.record(auditEntry(attempt)),
+                services.enrollment.recordInteraction(
+                  attempt.decision === "match" && attempt.personId !== undefined ? [attempt.personId] : []
+                )
+              ),
+              identification
+            )
         )
-      })
+      }),
+
+    admission: (device, _, payload) =>
+      Effect.map(gates.admit(device, payload), (message) => ({ ...message, body: payload }))
   }
 }
 

@@ -4,6 +4,7 @@ import { Chunk, Context, Deferred, Duration, Effect, Layer, Queue, Ref, Schema }
 import { attemptLogRetry } from "../layers/Schedules.js"
 import { Audit, type AuditEntry } from "./Audit.js"
 import { retryTransient } from "./Database.js"
+import { Enrollment } from "./Enrollment.js"
 import { supervised } from "./Supervisor.js"
 
 /**
@@ -84,6 +85,7 @@ export class AttemptLog extends Context.Tag("gatehouse/AttemptLog")<AttemptLog, 
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const audit = yield* Audit
+        const enrollment = yield* Enrollment
         const capacity = options.capacity ?? 10_000
         const batchSize = options.batchSize ?? 256
         // A database that hangs rather than fails must not hold identification longer than this.
@@ -94,11 +96,15 @@ export class AttemptLog extends Context.Tag("gatehouse/AttemptLog")<AttemptLog, 
         const writing = yield* Ref.make(0)
         const healthy = yield* Ref.make(true)
 
+        // A person found is a person's interaction: it moves their retention date, with the record.
         const write = (batch: ReadonlyArray<{ readonly attempt: Attempt }>) =>
-          retryTransient(sql.withTransaction(Effect.forEach(
-            batch,
-            ({ attempt }) => audit.record(auditEntry(attempt)),
-            { discard: true }
+          retryTransient(sql.withTransaction(Effect.zipRight(
+            Effect.forEach(batch, ({ attempt }) => audit.record(auditEntry(attempt)), { discard: true }),
+            enrollment.recordInteraction([
+              ...new Set(batch.flatMap(({ attempt }) =>
+                attempt.decision === "match" && attempt.personId !== undefined ? [attempt.personId] : []
+              ))
+            ])
           )))
 
         // A batch that cannot be written is kept and retried until it is: attempts are never dropped.
@@ -119,7 +125,8 @@ export class AttemptLog extends Context.Tag("gatehouse/AttemptLog")<AttemptLog, 
           )
           yield* Ref.set(healthy, true)
           yield* Ref.set(writing, 0)
-          yield* Effect.forEach(batch, ({ done }) => Deferred.succeed(done, undefined), { discard: true })
+          yield* Effect.forEach(batch, ({ done }) =>
+            Deferred.succeed(done, undefined), { discard: true })
         }))
         yield* supervised("attempt-log", loop)
 

@@ -31,6 +31,8 @@ describe("matching over HTTP", () => {
       Effect.gen(function*() {
         const { device, eventId, personId } = yield* scene()
         const sql = yield* SqlClient.SqlClient
+        // Long ago, as far as retention can tell: being identified is an interaction that renews it.
+        yield* sql`UPDATE people SET last_interaction_at = now() - interval '400 days' WHERE id = ${personId}`
 
         const reply = yield* identify(device, eventId, [0.93, 0.11, 0.07, 0.05])
 
@@ -55,6 +57,10 @@ describe("matching over HTTP", () => {
         expect(row!.personId).toBe(personId)
         expect(row!.details).toMatchObject({ modelId: model, threshold: 0.9, decision: "match" })
         expect(JSON.stringify(row!.details)).not.toContain("0.93")
+        const [person] = yield* sql<{ recent: boolean }>`
+          SELECT last_interaction_at > now() - interval '1 hour' AS recent FROM people WHERE id = ${personId}
+        `
+        expect(person!.recent).toBe(true)
       }))
 
     it.effect("searches a 512-dimension gallery on the SIMD kernel and ranks several candidates", () =>
