@@ -380,5 +380,45 @@ describe("admissions over HTTP", () => {
         }),
       { fastCheck: { numRuns: 12 } }
     )
+
+    it.effect("takes offline scans as device-message batch items, one message with the same scan sent alone", () =>
+      Effect.gen(function*() {
+        const { gate, eventId, spare } = yield* scene({ holders: 0, spare: 2 })
+        const offline = { offline: true, deviceTime: "2024-06-01T18:55:00.000Z" }
+        const first = scanBody(eventId, { ticket: spare[0]! }, offline)
+        const double = scanBody(eventId, { ticket: spare[0]! }, { ...offline, gate: "south" })
+        const other = scanBody(eventId, { ticket: spare[1]! }, offline)
+        const items = [first, double, other].map((payload) => ({
+          messageId: Crypto.randomUUID(),
+          type: "admission",
+          payload
+        }))
+        const upload = () =>
+          request("POST", "/v1/device-messages", {
+            key: gate.key,
+            body: { messages: items },
+            headers: { "idempotency-key": Crypto.randomUUID() }
+          })
+
+        const batch = yield* upload()
+        const resent = yield* upload()
+        const alone = yield* postScan(gate, double, items[1]!.messageId)
+
+        expect(batch.status).toBe(200)
+        expect(batch.body.results.map((r: any) => [r.type, r.status, r.replayed, r.body.decision, r.body.flagged]))
+          .toEqual([
+            ["admission", 200, false, "granted", null],
+            ["admission", 200, false, "granted", "already_admitted"],
+            ["admission", 200, false, "granted", null]
+          ])
+        expect(resent.body.results.map((r: any) => [r.replayed, r.body.admissionId])).toEqual(
+          batch.body.results.map((r: any) => [true, r.body.admissionId])
+        )
+        expect(alone.headers.get("idempotent-replayed")).toBe("true")
+        expect(alone.body.admissionId).toBe(batch.body.results[1].body.admissionId)
+        expect(yield* countRows("admissions", { eventId })).toBe(3)
+        const listed = yield* listAdmissions(eventId, "&flagged=true")
+        expect(listed.body.conflicts.map((c: any) => c.admissionId)).toEqual([batch.body.results[1].body.admissionId])
+      }))
   })
 })

@@ -439,7 +439,8 @@ describe("device messages over HTTP", () => {
             "AddTemplatesMessage",
             "ConsentMessage",
             "EraseMessage",
-            "IdentifyMessage"
+            "IdentifyMessage",
+            "AdmissionMessage"
           ])
           expect(schemas.DeviceMessagesRequest.examples[0].messages.length).toBeGreaterThan(0)
           expect(schemas.DeviceMessagesResult.examples[0].results.length).toBeGreaterThan(0)

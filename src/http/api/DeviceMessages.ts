@@ -4,6 +4,7 @@ import { EventId, PersonId } from "../../domain/Identity.js"
 import { BoundedString } from "../../domain/Text.js"
 import { DeviceAuth } from "../DeviceAuth.js"
 import { IdempotencyKey, idempotentEndpoint } from "../Idempotency.js"
+import { AdmissionRequest } from "./Admissions.js"
 import { IdentifyRequest } from "./Matching.js"
 import { AddTemplatesRequest, ConsentChange, EnrollRequest } from "./People.js"
 
@@ -44,7 +45,8 @@ export const messagePayloads = {
   addTemplates: AddTemplatesPayload,
   consent: ConsentPayload,
   erase: ErasePayload,
-  identify: IdentifyRequest
+  identify: IdentifyRequest,
+  admission: AdmissionRequest
 } as const
 
 export type MessageType = keyof typeof messagePayloads
@@ -55,7 +57,8 @@ const requestOf: Record<MessageType, string> = {
   addTemplates: "POST /v1/people/{personId}/templates",
   consent: "POST /v1/people/{personId}/consent",
   erase: "DELETE /v1/people/{personId}",
-  identify: "POST /v1/identify"
+  identify: "POST /v1/identify",
+  admission: "POST /v1/admissions"
 }
 
 const capitalised = (s: string) => s.charAt(0).toUpperCase() + s.slice(1)
@@ -122,6 +125,19 @@ export const DeviceMessagesRequest = Schema.Struct({
         payload: {
           eventId: EventId.make("5b0f6f64-3c1e-4a53-9c44-2f1d1e6f7a10"),
           probe: { modelId: "test-4d@1", vector: [0.5, 0.5, 0.5, 0.5] }
+        }
+      },
+      {
+        messageId: "gate-north-004512",
+        type: "admission",
+        payload: {
+          nonce: "gate-north-004512",
+          eventId: EventId.make("5b0f6f64-3c1e-4a53-9c44-2f1d1e6f7a10"),
+          gate: "north",
+          direction: "entry",
+          ticket: { reference: "TICKET-SECRET-0001" },
+          deviceTime: exampleTime,
+          offline: true
         }
       }
     ]

@@ -3,6 +3,7 @@ import { Cause, Effect, Either, Option, ParseResult, Schema } from "effect"
 import * as Crypto from "node:crypto"
 import { canonicalJson, PayloadNotJson } from "../../domain/Fingerprint.js"
 import { AppConfig } from "../../layers/Config.js"
+import { Admissions } from "../../services/Admissions.js"
 import { Audit } from "../../services/Audit.js"
 import { Enrollment } from "../../services/Enrollment.js"
 import { Inbox } from "../../services/Inbox.js"
@@ -61,7 +62,12 @@ export const DeviceMessagesHandlers = HttpApiBuilder.group(
     Effect.gen(function*() {
       const config = yield* AppConfig
       const inbox = yield* Inbox
-      const messages = deviceMessages({ enrollment: yield* Enrollment, matching: yield* Matching, audit: yield* Audit })
+      const messages = deviceMessages({
+        enrollment: yield* Enrollment,
+        matching: yield* Matching,
+        audit: yield* Audit,
+        admissions: yield* Admissions
+      })
 
       /** One item, from its type to its answer; every failure becomes the item's result. */
       const deliver = (device: { readonly deviceId: string; readonly venueId: string }, item: Item, index: number) =>
