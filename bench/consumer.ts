@@ -19,7 +19,7 @@ const baselineName = "pg-per-tx"
 const variants: ReadonlyArray<Variant> = [
   {
     name: "gatehouse",
-    label: "Gatehouse consumer: inbox, savepoint per message, group commit",
+    label: "Gatehouse consumer: inbox batch, group commit",
     command: "consume",
     args: {}
   },

@@ -1,8 +1,8 @@
 /**
  * The Gatehouse side of the consumer scenario, run inside the bench service process: a consumer
  * whose handler writes one domain row and appends one outbox event, driven by the product's
- * group-commit workers (`Workers.make`: claim a batch, one transaction, each message through the
- * inbox in its own savepoint, complete the batch).
+ * group-commit workers (`Workers.make`: claim a batch, one transaction, the batch's messages through
+ * the inbox's batch form, its events written at once, complete the batch).
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Ref, Schema } from "effect"
@@ -29,7 +29,7 @@ const register = Effect.gen(function*() {
     name: benchQueue,
     topics: [topic],
     schema: Payload,
-    // The workers run it through the inbox (scope: the consumer's name) in a savepoint of the batch.
+    // The workers run it through the inbox (scope: the consumer's name) inside the batch's transaction.
     handle: (payload, message) =>
       Effect.gen(function*() {
         yield* sql`INSERT INTO bench_domain (message_id, amount) VALUES (${message.messageId}, ${payload.n})`

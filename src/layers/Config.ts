@@ -308,7 +308,7 @@ const config = Config.all({
   queueBatchSize: setting(
     "QUEUE_BATCH_SIZE",
     "32",
-    "Jobs a worker claims at once and completes in one transaction, each message isolated by a savepoint.",
+    "Jobs a worker claims at once and completes in one transaction; a failing message is rolled back alone (savepoints). At most 64 is best.",
     int(32, 1)
   ),
   queueLeaseMs: setting(
