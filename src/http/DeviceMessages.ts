@@ -27,6 +27,7 @@ export interface ReadyMessage<A, I, E, F, FI> {
     readonly success: Schema.Schema<A, I>
     readonly status?: number
     readonly rejections?: Schema.Schema<F, FI>
+    readonly subject?: string
   }
   readonly run: Effect.Effect<A, E>
 }

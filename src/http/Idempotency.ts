@@ -119,6 +119,11 @@ export interface IdempotentOptions<A, I, F, FI> {
    * must declare its HTTP status. They are stored and replayed; other failures are not.
    */
   readonly rejections?: Schema.Schema<F, FI>
+  /**
+   * The person the request is about, when its stored answer names them: an erasure of the person
+   * removes the stored answer (`Inbox.forgetSubject`).
+   */
+  readonly subject?: string
 }
 
 const answer = (stored: StoredAnswer, replayed: boolean) => {
@@ -175,13 +180,15 @@ export const idempotentAnswer = <A, I, E, R, F = never, FI = never>(
       )
     )
 
+    const message = {
+      scope: `device:${options.deviceId}`,
+      key: options.key,
+      payload: { method: options.method, url: options.url, body: options.payload }
+    }
+    const subject = options.subject
     const receipt = yield* inbox.receive(
-      {
-        scope: `device:${options.deviceId}`,
-        key: options.key,
-        payload: { method: options.method, url: options.url, body: options.payload }
-      },
-      toAnswer,
+      message,
+      subject === undefined ? toAnswer : Effect.tap(toAnswer, () => inbox.markSubject(message, subject)),
       { success: StoredAnswer, failure: StoredRejection, concurrent: options.concurrent ?? "fail" }
     )
     const stored = Either.match(receipt.result, { onLeft: (r) => r.answer, onRight: (a) => a })

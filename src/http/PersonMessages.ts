@@ -43,7 +43,7 @@ export const personMessages = (enrollment: Enrollment["Type"]) => {
         return {
           method: "POST",
           url: "/v1/people",
-          options: { success: Person, status: 201, rejections: EnrollRejection },
+          options: { success: Person, status: 201, rejections: EnrollRejection, subject: personId },
           run: enrollment.enroll(device, { ...payload, personId })
         }
       }),
@@ -55,7 +55,7 @@ export const personMessages = (enrollment: Enrollment["Type"]) => {
         return {
           method: "POST",
           url: `/v1/people/${personId}/templates`,
-          options: { success: AddedTemplates, status: 201, rejections: AddTemplatesRejection },
+          options: { success: AddedTemplates, status: 201, rejections: AddTemplatesRejection, subject: personId },
           run: enrollment.addTemplates(device, personId, payload.templates)
         }
       }),
@@ -64,7 +64,7 @@ export const personMessages = (enrollment: Enrollment["Type"]) => {
       Effect.as(refuseErased(device, personId), {
         method: "POST",
         url: `/v1/people/${personId}/consent`,
-        options: { success: Person, rejections: ConsentRejection },
+        options: { success: Person, rejections: ConsentRejection, subject: personId },
         run: enrollment.recordConsent(device, personId, payload)
       }),
 

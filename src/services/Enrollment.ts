@@ -17,6 +17,7 @@ import { prepareTemplate } from "../domain/Template.js"
 import { AppConfig } from "../layers/Config.js"
 import { Audit } from "./Audit.js"
 import { isUniqueViolation } from "./Database.js"
+import { Inbox } from "./Inbox.js"
 import { type TemplateMetadata, type TemplateToStore, TemplateVault } from "./TemplateVault.js"
 import { Tickets } from "./Tickets.js"
 
@@ -159,6 +160,7 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
       const vault = yield* TemplateVault
       const audit = yield* Audit
       const tickets = yield* Tickets
+      const inbox = yield* Inbox
       const config = yield* AppConfig
       const cap = config.maxTemplatesPerPerson
 
@@ -403,6 +405,8 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
 
           yield* vault.destroy(personId)
           yield* sql`DELETE FROM people WHERE id = ${personId}`
+          // Stored answers of messages about the person name them (reference, consent): they go too.
+          const forgotten = yield* inbox.forgetSubject(personId)
           const [stone] = yield* sql<{ erasedAt: Date }>`
             INSERT INTO tombstones (person_id, venue_id, reason) VALUES (${personId}, ${venueId}, ${reason})
             RETURNING erased_at AS "erasedAt"
@@ -412,7 +416,7 @@ export class Enrollment extends Context.Tag("gatehouse/Enrollment")<Enrollment, 
             venueId,
             deviceId: actor.deviceId,
             personId,
-            details: { reason, wasEnrolled: rows.length > 0 }
+            details: { reason, wasEnrolled: rows.length > 0, storedAnswersRemoved: forgotten }
           })
           if (rows.length > 0) yield* notify(personId)
           return { personId, status: "erased" as const, erasedAt: stone!.erasedAt }

@@ -228,6 +228,22 @@ export interface InboxShape {
    * left; live claims are kept. Returns how many records and statements it took.
    */
   readonly purgeExpired: Effect.Effect<{ readonly deleted: number; readonly batches: number }, InboxUnavailable>
+
+  /**
+   * Names the person a message being processed is about. Runs inside the message's transaction
+   * (in its handler), so the name is stored with the outcome or not at all.
+   */
+  readonly markSubject: (message: { readonly scope: string; readonly key: string }, subject: string) => Effect.Effect<
+    void,
+    SqlError
+  >
+
+  /**
+   * Removes the stored outcomes of every processed message about `subject` (an erasure): a copy
+   * arriving later is no longer a replay and meets whatever refuses it now. Claims in progress
+   * are left alone. Runs in the caller's transaction when there is one; answers how many went.
+   */
+  readonly forgetSubject: (subject: string) => Effect.Effect<number, SqlError>
 }
 
 /** Exactly-once processing of messages that are delivered at least once. */
@@ -1087,7 +1103,22 @@ export const make = (options: InboxOptions, faults: InboxFaults = {}) =>
       Effect.withSpan("Inbox.purgeExpired")
     )
 
-    return Inbox.of({ process, receive, receiveBatch, lookup, purgeExpired })
+    const markSubject = (message: { readonly scope: string; readonly key: string }, subject: string) =>
+      Effect.asVoid(sql`
+        UPDATE inbox_messages SET subject = ${subject}
+        WHERE scope = ${message.scope} AND key = ${message.key} AND status = 'claimed'
+      `)
+
+    const forgetSubject = (subject: string) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH gone AS (DELETE FROM inbox_messages WHERE subject = ${subject} AND status <> 'claimed' RETURNING 1)
+          SELECT count(*)::int AS n FROM gone
+        `,
+        (rows) => rows[0]?.n ?? 0
+      )
+
+    return Inbox.of({ process, receive, receiveBatch, lookup, purgeExpired, markSubject, forgetSubject })
   })
 
 /** Whether an error is one a sender may simply retry later (nothing was stored). */

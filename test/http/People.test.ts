@@ -352,6 +352,9 @@ describe("people over HTTP", () => {
           const key = Crypto.randomUUID()
           const body = enrollBody({ externalRef: "holder-gone" })
           const enrolled = yield* post(device, "/v1/people", body, key)
+          const sql = yield* SqlClient.SqlClient
+          const naming = sql`SELECT key FROM inbox_messages WHERE outcome::text LIKE '%holder-gone%'`
+          const namedBefore = yield* naming
 
           const first = yield* erase(device, body.personId)
           const second = yield* erase(device, body.personId)
@@ -367,9 +370,11 @@ describe("people over HTTP", () => {
             expect([reply.status, reply.body.code]).toEqual([410, "PersonErased"])
           }
           expect(yield* counts(body.personId)).toEqual({ people: 0, templates: 0, keys: 0, tombstones: 1 })
-          const sql = yield* SqlClient.SqlClient
           const leftovers = yield* sql`SELECT 1 FROM people WHERE external_ref = 'holder-gone'`
           expect(leftovers).toHaveLength(0)
+          // The stored answer of the enrollment named the person; the erasure removed it.
+          expect(namedBefore.map((r) => r.key)).toEqual([key])
+          expect(yield* naming).toHaveLength(0)
         }))
 
       it.effect("keeps template vectors out of processed messages, outbox, audit log and logs", () =>

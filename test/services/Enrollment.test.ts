@@ -6,10 +6,12 @@ import { AppConfig } from "../../src/layers/Config.js"
 import { IdentityLive } from "../../src/layers/Identity.js"
 import { Secrets } from "../../src/layers/Secrets.js"
 import { type EnrollInput, Enrollment } from "../../src/services/Enrollment.js"
+import { Inbox } from "../../src/services/Inbox.js"
 import { TemplateVault } from "../../src/services/TemplateVault.js"
 import { TestDatabaseLive } from "../support/Database.js"
 
 const EnrollmentLive = IdentityLive.pipe(
+  Layer.provideMerge(Inbox.layerWith()),
   Layer.provideMerge(TestDatabaseLive),
   Layer.provide(Secrets.layerTest),
   Layer.provide(AppConfig.make({ maxTemplatesPerPerson: 3, consentWithdrawnRetentionHours: 0 }))
