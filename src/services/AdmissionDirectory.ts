@@ -1,5 +1,6 @@
 import { Effect, Layer, Option } from "effect"
 import { AdmissionDirectory, IdentificationUnavailable, ProbeRejected, type TicketView } from "./Admissions.js"
+import { auditEntry } from "./AttemptLog.js"
 import { Matching } from "./Matching.js"
 import { type Ticket, Tickets } from "./Tickets.js"
 import { Venues } from "./Venues.js"
@@ -32,23 +33,23 @@ export const layer = Layer.effect(
       ticketByReference: (eventId, reference) => Effect.map(tickets.byReference(eventId, reference), Option.map(view)),
       ticketsOfPerson: (eventId, personId) => Effect.map(tickets.ofPerson(eventId, personId), (all) => all.map(view)),
       identify: (requester, eventId, probe) =>
-        matching.identify(
+        matching.search(
           { deviceId: requester.deviceId, venueId: requester.venueId },
           { eventId, probe, topK: 1 }
         ).pipe(
-          Effect.map((result) => ({
-            modelId: result.modelId,
-            threshold: result.threshold,
-            attemptId: result.attemptId,
+          Effect.map(({ attempt, identification }) => ({
+            modelId: identification.modelId,
+            threshold: identification.threshold,
+            attemptId: identification.attemptId,
+            attempt: auditEntry(attempt),
             match: Option.map(
-              Option.fromNullable(result.candidates[0]),
+              Option.fromNullable(identification.candidates[0]),
               (best) => ({ personId: best.personId, score: best.score })
             )
           })),
           Effect.catchTags({
             ProbeInvalid: (e) => Effect.fail(new ProbeRejected({ detail: e.message })),
-            MatchingUnavailable: (e) => Effect.fail(new IdentificationUnavailable({ detail: e.detail })),
-            AttemptLogFull: (e) => Effect.fail(new IdentificationUnavailable({ detail: e.message }))
+            MatchingUnavailable: (e) => Effect.fail(new IdentificationUnavailable({ detail: e.detail }))
           })
         )
     }

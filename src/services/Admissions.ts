@@ -20,7 +20,7 @@ import {
 import { EventNotFound } from "../domain/Identity.js"
 import { findModel } from "../domain/Models.js"
 import * as Vector from "../domain/Vector.js"
-import { Audit } from "./Audit.js"
+import { Audit, type AuditEntry } from "./Audit.js"
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -76,8 +76,14 @@ export interface TicketView {
 export interface Identification {
   readonly modelId: string
   readonly threshold: number
-  /** The identification attempt as matching recorded it in the audit log, when it did. */
+  /** The identification attempt's id, when matching made one. */
   readonly attemptId: string | null
+  /**
+   * The attempt's audit entry, not written yet: admission writes it in the transaction that stores
+   * its decision, so the two are kept together and once, and a scan never waits for a write on
+   * another connection while its transaction holds one.
+   */
+  readonly attempt: AuditEntry | null
   /** The best candidate scoring at least the threshold; none when nobody did. */
   readonly match: Option.Option<{ readonly personId: string; readonly score: number }>
 }
@@ -107,7 +113,7 @@ export interface AdmissionDirectoryShape {
   ) => Effect.Effect<Option.Option<TicketView>, SqlError>
   /** Tickets of `eventId` linked to the person, valid or not. */
   readonly ticketsOfPerson: (eventId: string, personId: string) => Effect.Effect<ReadonlyArray<TicketView>, SqlError>
-  /** 1:N search in the event's gallery, in memory; records the attempt. */
+  /** 1:N search in the event's gallery, in memory; the caller records the attempt (`attempt`). */
   readonly identify: (
     requester: Requester,
     eventId: string,
@@ -459,6 +465,7 @@ export const make = Effect.gen(function*() {
           Effect.annotateLogs({ component: "admission", deviceId: scan.deviceId, reason: outcome.flagged })
         )
       }
+      if (identification?.attempt != null) yield* audit.record(identification.attempt)
       yield* audit.record({
         action: "admission",
         venueId: scan.venueId,

@@ -324,6 +324,31 @@ describe("admissions over HTTP", () => {
         expect(written(spare[0]!)).toEqual([[nonce(byTicket), "entry", byTicket.body.deviceTime, 1]])
       }))
 
+    it.effect("records a scan's identification attempt once, in the transaction that stores its decision", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { gate, eventId, holders } = yield* scene({ holders: 1 })
+        const body = scanBody(eventId, { probe: holders[0]!.face })
+
+        const first = yield* postScan(gate, body)
+        const copy = yield* postScan(gate, body)
+        const rows = yield* sql<{ action: string; tx: string }>`
+          SELECT action, xmin::text AS tx FROM audit_log
+          WHERE event_id = ${eventId} AND device_id = ${gate.deviceId}
+            AND action IN ('admission', 'identification')
+            AND (details->>'admissionId' = ${String(first.body.admissionId)}
+              OR details->>'attemptId' = (
+                SELECT details->>'attemptId' FROM audit_log
+                WHERE action = 'admission' AND details->>'admissionId' = ${String(first.body.admissionId)}
+              ))
+        `
+
+        expect(copy.body).toMatchObject({ admissionId: first.body.admissionId, replayed: true })
+        expect(rows.map((r) => r.action).sort()).toEqual(["admission", "identification"])
+        // One writer: a scan never waits for another connection to write its attempt.
+        expect(new Set(rows.map((r) => r.tx)).size).toBe(1)
+      }))
+
     // Scans of one ticket with distinct nonces, each delivered one to three times (a resend with
     // its Idempotency-Key, or the same nonce under a new key), in any order and concurrently.
     const schedule = fc.array(

@@ -45,6 +45,7 @@ export const memoryDirectory = (state: DirectoryState) =>
         modelId: probe.modelId,
         threshold: 0.5,
         attemptId: null,
+        attempt: null,
         match: Option.map(
           Option.fromNullable(state.faces.get(Math.round(probe.vector[0] ?? -1))),
           (personId) => ({ personId, score: 0.9 })
