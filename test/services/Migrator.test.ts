@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Redacted, TestServices } from "effect"
 import { pgClientLayer } from "../../src/layers/Database.js"
 import { migrate, type Migration } from "../../src/services/Migrator.js"
 import { EmptyDatabaseLive, TestDatabase } from "../support/Database.js"
@@ -53,6 +53,29 @@ describe("Migrator", () => {
         const applied = yield* migrate([...sample, late])
 
         expect(applied).toEqual([0])
+      }))
+
+    it.effect("runs the batch again when its connection is terminated midway, applying each migration once", () =>
+      Effect.gen(function*() {
+        let runs = 0
+        const cut: Migration = {
+          id: 10,
+          name: "cut_midway",
+          up: Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`CREATE TABLE cut_midway (id int)`
+            // The first run loses its connection, as when an operator terminates the backend.
+            if (runs++ === 0) yield* sql`SELECT pg_terminate_backend(pg_backend_pid())`
+          })
+        }
+
+        const applied = yield* TestServices.provideLive(migrate([...sample, cut]))
+
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ id: number }>`SELECT id FROM gatehouse_migrations WHERE id = 10`
+        expect(applied).toEqual([10])
+        expect(runs).toBe(2)
+        expect(rows).toHaveLength(1)
       }))
   })
 })
