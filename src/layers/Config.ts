@@ -203,6 +203,13 @@ const config = Config.all({
     "Milliseconds before the sync cursor that each run reads again, for changes the provider commits late.",
     int(5000, 0)
   ),
+  ticketSyncLeaseMs: setting(
+    "TICKET_SYNC_LEASE_MS",
+    "15000",
+    "Milliseconds an instance's claim on an event's sync run lasts unless renewed (the running instance renews it " +
+      "every third of that); after a crash, other instances wait this long before syncing the event.",
+    int(15000, 1000)
+  ),
   checkinWritebackBatchSize: setting(
     "CHECKIN_WRITEBACK_BATCH_SIZE",
     "20",
@@ -394,6 +401,7 @@ export interface AppConfigShape {
   readonly ticketSyncIntervalMs: number
   readonly ticketSyncPageSize: number
   readonly ticketSyncOverlapMs: number
+  readonly ticketSyncLeaseMs: number
   readonly checkinWritebackBatchSize: number
   readonly checkinWritebackMaxAttempts: number
   readonly checkinWritebackPauseMaxMs: number

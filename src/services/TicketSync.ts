@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Cause, Context, Effect, FiberMap, Layer, Metric, Option } from "effect"
+import { Cause, Context, Duration, Effect, FiberMap, Layer, Metric, Option } from "effect"
 import * as Crypto from "node:crypto"
 import { advance, continuation, EventNotMapped, type SyncCursor } from "../domain/Ticket.js"
 import { AppConfig } from "../layers/Config.js"
@@ -50,8 +50,6 @@ const linkChanges = Metric.counter("gatehouse_ticket_sync_links_total", {
 const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, key: string, value: string): M =>
   Metric.tagged(metric, key, value) as M
 
-/** Long enough for a run's slowest page; renewed after every page. A crashed holder blocks others this long. */
-const leaseSeconds = 120
 /** A run stops after this many pages and goes on at the next run, so one huge feed cannot starve the others. */
 const maxPagesPerRun = 1000
 
@@ -61,6 +59,11 @@ export const make = Effect.gen(function*() {
   const tickets = yield* Tickets
   const config = yield* AppConfig
   const owner = Crypto.randomUUID()
+  // A run holds its event's lease for TICKET_SYNC_LEASE_MS and renews it every third of that while
+  // it runs, however long a provider page takes; a crashed holder blocks others only that long.
+  // Two runs of one event at once would be harmless (only newer snapshots apply and the cursor
+  // only moves forward), so the lease saves work rather than guarding correctness.
+  const leaseSeconds = config.ticketSyncLeaseMs / 1000
   const locks = new Map<string, Effect.Semaphore>()
   const lockOf = (eventId: string) => {
     let lock = locks.get(eventId)
@@ -96,6 +99,17 @@ export const make = Effect.gen(function*() {
       UPDATE event_provider_links SET lease_owner = NULL, lease_until = NULL
       WHERE event_id = ${eventId} AND lease_owner = ${owner}
     `.pipe(retryTransient, Effect.ignore)
+
+  /** Keeps the lease of a running run; never completes (the run it races ends it). */
+  const renewLease = (eventId: string) =>
+    sql`
+      UPDATE event_provider_links SET lease_until = now() + make_interval(secs => ${leaseSeconds})
+      WHERE event_id = ${eventId} AND lease_owner = ${owner}
+    `.pipe(
+      Effect.ignore,
+      Effect.delay(Duration.millis(config.ticketSyncLeaseMs / 3)),
+      Effect.forever
+    )
 
   const recordFailure = (eventId: string, error: ProviderError | SqlError | EventNotMapped) =>
     sql`
@@ -178,6 +192,7 @@ export const make = Effect.gen(function*() {
           } satisfies SyncReport
         }
         const totals = yield* walk(eventId, lease.value.providerEvent, lease.value.cursor).pipe(
+          Effect.raceFirst(renewLease(eventId)),
           Effect.tapError((error) => recordFailure(eventId, error)),
           Effect.ensuring(release(eventId))
         )

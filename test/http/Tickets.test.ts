@@ -1,6 +1,8 @@
-import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
 import { ProviderSim } from "../../src/sim/ProviderSim.js"
+import { eventually } from "../support/Eventually.js"
 import { request } from "../support/Http.js"
 import { createDevice, createEvent, createVenue, createVenueAndDevice, enroll } from "../support/Identity.js"
 import { adminKey } from "../support/Server.js"
@@ -23,7 +25,8 @@ const setup = (slug: string, tickets = 0, holder?: (i: number) => string | null)
 const byProviderId = (tickets: Array<any>) => new Map(tickets.map((t) => [t.providerTicketId, t]))
 
 describe("ticket sync and links", () => {
-  it.layer(TicketingServerLive())((it) => {
+  // A short sync lease, so that runs outlasting it and crashed holders fit in a test.
+  layer(TicketingServerLive({}, { ticketSyncLeaseMs: 1_500 }), { excludeTestServices: true })((it) => {
     it.effect("maps an event to a provider event, syncs every page and lists the tickets", () =>
       Effect.gen(function*() {
         const { eventId, sim } = yield* setup("concert", 25)
@@ -99,6 +102,36 @@ describe("ticket sync and links", () => {
         expect(second.size).toBe(37)
         expect(second.get(earlier.id).status).toBe("cancelled")
         expect(sim.calls().orderpositions).toBeLessThanOrEqual(6)
+      }))
+
+    it.effect("renews the lease of a run that outlasts it, and lets a crashed holder's lease lapse", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { eventId, sim } = yield* setup("lease", 2)
+        const lease = sql<{ renewed: boolean; lapsed: boolean; owner: string | null }>`
+          SELECT lease_until > last_attempt_at + interval '1750 milliseconds' AS renewed,
+                 now() > last_attempt_at + interval '1500 milliseconds' AS lapsed, lease_owner AS owner
+          FROM event_provider_links WHERE event_id = ${eventId}
+        `.pipe(Effect.map((rows) => rows[0]!), Effect.orDie)
+
+        // A provider page that never answers (until the request times out) holds the run; past
+        // its first term the lease is still the run's, renewed, so no other instance starts one.
+        yield* Effect.promise(() => sim.setFault({ fault: { type: "hang" } }))
+        const slow = yield* Effect.fork(syncNow(eventId))
+        yield* eventually(Effect.map(lease, (l) => l.owner !== null && l.renewed && l.lapsed), 300, 10)
+        yield* Effect.promise(() => sim.clearFault())
+        yield* Fiber.join(slow)
+        const released = yield* lease
+        // A holder that died with its lease: nobody releases it.
+        yield* sql`
+          UPDATE event_provider_links SET lease_owner = 'crashed', lease_until = now() + interval '1500 milliseconds'
+          WHERE event_id = ${eventId}
+        `.pipe(Effect.orDie)
+        const blocked = yield* syncNow(eventId)
+        yield* eventually(Effect.map(syncNow(eventId), (r) => r.body?.outcome === "synced"), 200, 50)
+
+        expect(released.owner).toBeNull()
+        expect(blocked.body).toMatchObject({ outcome: "busy" })
       }))
 
     it.effect("applies a snapshot only when it is newer than the stored one", () =>
