@@ -121,7 +121,9 @@ export const embeddedServer = (dir: string, password: string) =>
     yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => server.start(), catch: fail("start") }),
       () =>
+        // Released uninterruptibly: the wait itself must be interruptible for the limit to apply.
         Effect.promise(() => server.stop()).pipe(
+          Effect.interruptible,
           Effect.timeout(Duration.seconds(10)),
           Effect.ignore,
           Effect.zipRight(Effect.logInfo("embedded database stopped")),

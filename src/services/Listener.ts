@@ -90,7 +90,14 @@ export class Listener extends Context.Tag("gatehouse/Listener")<Listener, Listen
               },
               catch: (cause) => new ListenerDisconnected({ cause })
             }),
-            (client) => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption(1000))
+            // A release runs uninterruptibly, where a timeout would still wait for `end()`, which
+            // never settles on a connection whose server stopped answering: only an interruptible
+            // wait can be cut at the limit (the socket is then left to the process's exit).
+            (client) =>
+              Effect.promise(() => client.end().catch(() => undefined)).pipe(
+                Effect.interruptible,
+                Effect.timeoutOption(1000)
+              )
           )
           const query = (text: string) =>
             Effect.tryPromise({ try: () => client.query(text), catch: (cause) => new ListenerDisconnected({ cause }) })
