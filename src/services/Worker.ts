@@ -6,7 +6,7 @@ import * as Os from "node:os"
 import { type BackoffPolicy, retryDelayMs } from "../domain/Backoff.js"
 import { AppConfig } from "../layers/Config.js"
 import { type Consumer, Consumers, MessageRejected } from "./Consumers.js"
-import { commitFailuresAsErrors, retryTransient } from "./Database.js"
+import { commitFailuresAsErrors, isTransient, retryTransient } from "./Database.js"
 import { IdempotencyKeyReused, Inbox } from "./Inbox.js"
 import { channels, Listener } from "./Listener.js"
 import { Outbox, type PendingEvent } from "./Outbox.js"
@@ -97,8 +97,13 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
       const inbox = yield* Inbox
       const outbox = yield* Outbox
 
-      const batch = (jobs: ReadonlyArray<Job>, registry: ReadonlyMap<string, Consumer>) =>
+      const batch = (
+        jobs: ReadonlyArray<Job>,
+        registry: ReadonlyMap<string, Consumer>,
+        verdicts: Array<Effect.Effect<void>>
+      ) =>
         Effect.gen(function*() {
+          verdicts.length = 0
           yield* sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(options.leaseMs)}, true)`
           const held = yield* queue.lock(jobs)
 
@@ -154,14 +159,18 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
             const annotations = { component: "queue", scope: job.queue, messageId: job.messageId, attempt: job.attempt }
             if (rejected || job.attempt >= options.maxAttempts) {
               parks.push({ lease: job, error })
-              yield* Effect.logError("job parked as dead letter", exit.cause).pipe(Effect.annotateLogs(annotations))
+              verdicts.push(
+                Effect.logError("job parked as dead letter", exit.cause).pipe(Effect.annotateLogs(annotations))
+              )
             } else {
               retries.push({
                 lease: job,
                 error,
                 delayMs: retryDelayMs(options.backoff, job.attempt, yield* Random.next)
               })
-              yield* Effect.logWarning("job failed, retry scheduled", exit.cause).pipe(Effect.annotateLogs(annotations))
+              verdicts.push(
+                Effect.logWarning("job failed, retry scheduled", exit.cause).pipe(Effect.annotateLogs(annotations))
+              )
             }
           }
 
@@ -209,7 +218,21 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
           const registry = yield* consumers.snapshot
           // Forked before the transaction opens, so the heartbeat uses a connection of its own.
           yield* Effect.forkScoped(heartbeat(jobs))
-          const summary = yield* sql.withTransaction(batch(jobs, registry)).pipe(commitFailuresAsErrors, retryTransient)
+          // What became of each failed job is logged once the batch committed: when the connection
+          // dies midway, every message fails with it and nothing is scheduled, the whole batch runs again.
+          const verdicts: Array<Effect.Effect<void>> = []
+          const summary = yield* sql.withTransaction(batch(jobs, registry, verdicts)).pipe(
+            commitFailuresAsErrors,
+            Effect.tapError((error) =>
+              isTransient(error)
+                ? Effect.logWarning("batch failed on the database, running the whole batch again").pipe(
+                  Effect.annotateLogs({ component: "queue", jobs: jobs.length, error: String(error) })
+                )
+                : Effect.void
+            ),
+            retryTransient
+          )
+          yield* Effect.all(verdicts, { discard: true })
           yield* Metric.incrementBy(completedJobs, summary.completed)
           yield* Metric.incrementBy(retriedJobs, summary.retried)
           yield* Metric.incrementBy(parkedJobs, summary.parked)

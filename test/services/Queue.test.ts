@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Logger } from "effect"
 import { consumer, Consumers } from "../../src/services/Consumers.js"
 import { Outbox } from "../../src/services/Outbox.js"
 import { Queue } from "../../src/services/Queue.js"
@@ -290,6 +290,42 @@ describe("work queue", () => {
         const counts = yield* effectCounts("cut")
         expect(counts.size).toBe(10)
         expect([...counts.values()].every((n) => n === 1)).toBe(true)
+      }))
+
+    it.scoped("runs the whole batch again when its connection dies midway, and logs that rather than a retry per job", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* registerTestConsumer("midway")
+        const workers = yield* Workers.make(testWorkerOptions())
+        yield* enqueueMany("midway", 6)
+        yield* Effect.acquireRelease(
+          sql`
+            CREATE SEQUENCE midway_cut;
+            CREATE FUNCTION midway_cut() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.message_id LIKE 'midway-%' AND nextval('midway_cut') = 3 THEN
+                PERFORM pg_terminate_backend(pg_backend_pid());
+              END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER midway_cut BEFORE INSERT ON effects FOR EACH ROW EXECUTE FUNCTION midway_cut();
+          `.unprepared,
+          () =>
+            sql`DROP TRIGGER midway_cut ON effects; DROP FUNCTION midway_cut(); DROP SEQUENCE midway_cut`
+              .unprepared.pipe(Effect.orDie)
+        )
+        const logged: Array<string> = []
+        const collect = Logger.add(Logger.make(({ message }) => {
+          logged.push(String(Array.isArray(message) ? message[0] : message))
+        }))
+
+        const summary = yield* workers.runOnce.pipe(Effect.provide(collect))
+
+        expect(summary).toMatchObject({ completed: 6, retried: 0, parked: 0 })
+        expect(logged).toContain("batch failed on the database, running the whole batch again")
+        expect(logged).not.toContain("job failed, retry scheduled")
+        const counts = yield* effectCounts("midway")
+        expect([...counts.values()]).toEqual([1, 1, 1, 1, 1, 1])
       }))
 
     it.scoped("retries a COMMIT that fails once", () =>
