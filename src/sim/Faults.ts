@@ -113,13 +113,15 @@ export const resolveAt = (at: At, durationSeconds: number): number =>
 export const defaultSchedule = (): FaultSchedule =>
   decodeSchedule({
     rates: { duplicate: 0.05, dropResponse: 0.05, timeout: 0.02, resendBatch: 0.5 },
+    // Kiosks enroll during the first 40% of the run; doors open at 30% and people arrive until 80%.
     events: [
-      { kind: "device-offline", at: "10%", duration: 4, device: "gate" },
-      { kind: "provider-outage", at: "15%", duration: 6, mode: "refuse" },
+      { kind: "provider-outage", at: "12%", duration: 6, mode: "refuse" },
+      { kind: "device-offline", at: "20%", duration: 4, device: "kiosk" },
       { kind: "kill-service", at: "30%", restartAfter: 1 },
+      { kind: "device-offline", at: "40%", duration: 4, device: "gate" },
       { kind: "terminate-db-connections", at: "45%" },
-      { kind: "provider-outage", at: "55%", duration: 4, mode: "error" },
-      { kind: "device-offline", at: "60%", duration: 4, device: "kiosk" },
+      { kind: "provider-outage", at: "52%", duration: 5, mode: "error" },
+      { kind: "device-offline", at: "62%", duration: 3, device: "gate" },
       { kind: "kill-service", at: "70%", restartAfter: 1 },
       { kind: "terminate-db-connections", at: "80%" }
     ]
@@ -132,7 +134,8 @@ export const chaosSchedule = (): FaultSchedule =>
     repeat: [
       { every: 4, from: 2, fault: { kind: "kill-service", restartAfter: 1 } },
       { every: 7, from: 5, fault: { kind: "terminate-db-connections" } },
-      { every: 12, from: 3, fault: { kind: "provider-outage", duration: 4, mode: "refuse" } }
+      { every: 12, from: 3, fault: { kind: "provider-outage", duration: 4, mode: "refuse" } },
+      { every: 15, from: "35%", fault: { kind: "device-offline", duration: 3, device: "gate" } }
     ]
   })
 

@@ -295,6 +295,9 @@ export const makeFleetScenario = (): Scenario => {
       rec.reason = reply.body?.reason ?? undefined
       if (rec.decision === "granted") world.stats.inc("admitted")
       else world.stats.inc("denied")
+      if (rec.decision === "denied" && (person === undefined || person.role === "stranger")) {
+        world.stats.inc("strangersDenied")
+      }
       return rec
     })
 
@@ -449,12 +452,18 @@ export const makeFleetScenario = (): Scenario => {
         const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
         for (let n = 0; n < sends; n++) {
           if (n > 0) world.stats.inc("batchesResent")
-          const reply = yield* gate.client.call(device.admit(gate.key, s, rec.key)).pipe(Effect.option)
+          // A resend after reconnecting is a new request (new Idempotency-Key) for the same scan: the
+          // scan's nonce alone must make it return the first outcome.
+          const key = n === 0 ? rec.key : `${rec.key}-resent`
+          const reply = yield* gate.client.call(device.admit(gate.key, s, key)).pipe(Effect.option)
           if (reply._tag === "None") {
-            rec.status = "gave-up"
+            if (rec.status === "pending") rec.status = "gave-up"
             continue
           }
-          if (rec.status === "pending") world.stats.inc("offlineUploaded")
+          if (rec.status === "pending" && reply.value.status < 300) {
+            world.stats.inc("offlineUploaded")
+            if (reply.value.body?.flagged != null) world.stats.inc("offlineFlagged")
+          }
           record(rec, reply.value)
           rec.decision = reply.value.body?.decision
           rec.reason = reply.value.body?.reason ?? undefined
@@ -490,6 +499,12 @@ export const makeFleetScenario = (): Scenario => {
           for (const t of tickets) {
             const person = byRef.get(t.holderReference)
             if (person !== undefined && t.link?.personId === person.plan.id) person.linked = true
+          }
+        }
+        if (world.provider !== undefined) {
+          const written = yield* world.provider.control("GET", "/_sim/checkins").pipe(Effect.option)
+          if (written._tag === "Some" && Array.isArray(written.value)) {
+            world.stats.set("checkinsWrittenBack", written.value.length)
           }
         }
         if (
@@ -721,8 +736,8 @@ const fleetChecks = (world: World, f: Fleet) =>
             "every offline scan uploaded and recorded",
             notUploaded,
             `${offline.length} offline scans recorded as facts, ${
-              offline.filter((s) => byNonce.get(`${s.deviceId}/${s.nonce}`)?.flagged != null).length
-            } flagged`,
+              flaggedSummary(offline.map((s) => byNonce.get(`${s.deviceId}/${s.nonce}`)?.flagged ?? null))
+            }`,
             (n) => `${n} offline scans never reached the database`
           )
       )
@@ -756,6 +771,7 @@ const fleetChecks = (world: World, f: Fleet) =>
         { atLeast: 1 },
         letIn.map((s) => s.nonce)
       ))
+      checks.push(yield* writeBackCheck(world, admissions))
     } else {
       checks.push(skip("no ticket admitted twice between exits", "the service has no admissions yet"))
     }
@@ -785,6 +801,87 @@ const fleetChecks = (world: World, f: Fleet) =>
     checks.push(...(yield* ticketChecks(world, f, tables)))
     checks.push(...(yield* messagingChecks(world, tables)))
     return checks
+  })
+
+/** How many facts were flagged, by reason: "3 flagged (already_admitted 2, no_match 1)". */
+const flaggedSummary = (flags: ReadonlyArray<string | null>): string => {
+  const counts = new Map<string, number>()
+  for (const flag of flags) if (flag !== null) counts.set(flag, (counts.get(flag) ?? 0) + 1)
+  const total = [...counts.values()].reduce((a, b) => a + b, 0)
+  return total === 0
+    ? "none flagged"
+    : `${total} flagged (${[...counts].map(([reason, n]) => `${reason} ${n}`).join(", ")})`
+}
+
+/**
+ * Every granted check-in of a synced ticket reached the provider (the simulator) exactly once by
+ * the end: one check-in under the scan's provider nonce, of the scan's direction, or a dead letter
+ * that says why not. The simulator keeps one check-in per nonce and counts the requests behind it:
+ * a resend after a crash is the at-least-once delivery the nonce exists for, not a second check-in.
+ */
+const writeBackCheck = (
+  world: World,
+  admissions: ReadonlyArray<
+    {
+      readonly id: number
+      readonly device_id: string
+      readonly nonce: string
+      readonly ticket_id: string | null
+      readonly direction: "entry" | "exit"
+      readonly decision: string
+    }
+  >
+) =>
+  Effect.gen(function*() {
+    const name = "every granted check-in written back to the provider once"
+    const subscribed = yield* world.sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM queue_subscriptions WHERE topic = 'admission.checked_in'
+    `
+    if (world.provider === undefined || (subscribed[0]?.n ?? 0) === 0) {
+      return skip(name, "the service does not write check-ins back to the provider")
+    }
+    const written: Array<{ nonce: string; type: string; status: number; requests: number }> = yield* world.provider
+      .control("GET", "/_sim/checkins")
+    world.stats.set("checkinsWrittenBack", written.length)
+    const dead = yield* world.sql<{ admission_id: string; last_error: string }>`
+      SELECT payload->>'admissionId' AS admission_id, last_error FROM dead_letters WHERE topic = 'admission.checked_in'
+    `
+    const parked = new Map(dead.map((d) => [Number(d.admission_id), d.last_error]))
+    const byNonce = new Map(written.map((c) => [c.nonce, c]))
+    const granted = admissions.filter((a) => a.decision === "granted" && a.ticket_id !== null)
+    const nonceOf = (a: { readonly device_id: string; readonly nonce: string }) => `gatehouse:${a.device_id}:${a.nonce}`
+    const expected = new Set(granted.map(nonceOf))
+
+    const missing = granted.filter((a) => !byNonce.has(nonceOf(a)) && !parked.has(a.id))
+    const wrongType = granted.filter((a) => {
+      const c = byNonce.get(nonceOf(a))
+      return c !== undefined && c.type !== a.direction
+    })
+    const silent = granted.filter((a) => parked.get(a.id)?.trim() === "")
+    const unknown = written.filter((c) => !expected.has(c.nonce))
+    const resent = written.filter((c) => c.requests > 1)
+    const declined = written.filter((c) => c.status >= 300)
+    if (missing.length + wrongType.length + silent.length + unknown.length > 0) {
+      return fail(
+        name,
+        `${missing.length} granted check-ins never reached the provider nor a dead letter, ${wrongType.length} written with ` +
+          `the wrong direction, ${silent.length} parked without a reason, ${unknown.length} provider check-ins of no granted scan`,
+        [
+          ...missing.map((a) => `admission ${a.id}`),
+          ...wrongType.map((a) => `admission ${a.id}`),
+          ...silent.map((a) => `admission ${a.id}`),
+          ...unknown.map((c) => `provider nonce ${c.nonce}`)
+        ]
+      )
+    }
+    return pass(
+      name,
+      `${granted.length} granted check-ins of synced tickets: ${
+        granted.length - parked.size
+      } in the provider once each` +
+        ` (${declined.length} declined by it, ${resent.length} sent more than once and kept once by nonce), ` +
+        `${parked.size} dead-lettered with a reason`
+    )
   })
 
 /** Sync lost no ticket, and each ticket links to the person who enrolled under its holder reference. */

@@ -17,8 +17,8 @@ export const renderStatus = (
     }`
   return [
     `[${seconds(elapsedMs)}${loadClock}] ${phase}`,
-    `  people   ${s.enrolled}/${s.peoplePlanned} enrolled, ${s.erased} erased · tickets ${s.ticketsSold} sold, ${s.ticketsSynced} synced`,
-    `  gates    ${s.scans} scans: ${s.admitted} admitted, ${s.denied} denied (${s.strangerScans} by strangers) · offline ${s.offlineBuffered} buffered, ${s.offlineUploaded} uploaded late`,
+    `  people   ${s.enrolled}/${s.peoplePlanned} enrolled, ${s.erased} erased · tickets ${s.ticketsSold} sold, ${s.ticketsSynced} synced, ${s.checkinsWrittenBack} check-ins written back`,
+    `  gates    ${s.scans} scans: ${s.admitted} admitted, ${s.denied} denied (${s.strangersDenied}/${s.strangerScans} strangers denied) · offline ${s.offlineBuffered} buffered, ${s.offlineUploaded} uploaded late, ${s.offlineFlagged} flagged`,
     `  network  ${s.requests} requests, ${s.retries} retries, ${s.replays} replayed answers · ${s.duplicatesSent} sent twice, ${s.responsesDropped} responses lost, ${s.timeouts} timeouts, ${s.connectionErrors} refused, ${s.inProgress} in progress, ${s.serverErrors} 5xx`,
     `  faults   ${s.faults} injected: ${s.kills} SIGKILL (${s.restarts} restarts), ${s.dbTerminations} db terminations, ${s.providerOutages} provider outages, ${s.deviceOutages} devices offline`
   ]

@@ -166,11 +166,13 @@ export const run = (scenario: Scenario, options: RunOptions, title: string) =>
             LOG_LEVEL: "info",
             SHUTDOWN_GRACE_MS: "5000",
             ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
-            // A demo lasts a minute: sync every second and let an open breaker probe after three.
+            // A demo lasts a minute: sync every second, let an open breaker probe after three seconds and
+            // write-backs try again at least every five.
             ...(provider === undefined ? {} : {
               TICKET_PROVIDER_URL: provider.apiUrl,
               TICKET_SYNC_INTERVAL_MS: "1000",
-              TICKET_PROVIDER_BREAKER_OPEN_MS: "3000"
+              TICKET_PROVIDER_BREAKER_OPEN_MS: "3000",
+              CHECKIN_WRITEBACK_PAUSE_MAX_MS: "5000"
             })
           }
         })

@@ -37,7 +37,14 @@ describe("npm run chaos", () => {
 
       const summary = yield* run(makeFleetScenario(), options, "chaos (test)")
 
+      const verdict = (name: string) => summary.checks.find((c) => c.name === name)?.status
       expect(failed(summary.checks), text).toEqual([])
       expect(summary.stats.kills, text).toBeGreaterThan(0)
+      // Gates really scanned: someone got in, a stranger was turned away, and the checks ran.
+      expect(summary.stats.admitted, text).toBeGreaterThan(0)
+      expect(summary.stats.strangersDenied, text).toBeGreaterThan(0)
+      expect(verdict("every accepted scan applied once"), text).toBe("pass")
+      expect(verdict("no ticket admitted twice between exits"), text).toBe("pass")
+      expect(verdict("every granted check-in written back to the provider once"), text).toBe("pass")
     }).pipe(Effect.scoped), 300_000)
 })
