@@ -1,6 +1,7 @@
 import { Effect, Layer, Option } from "effect"
 import { AdmissionDirectory, IdentificationUnavailable, ProbeRejected, type TicketView } from "./Admissions.js"
 import { auditEntry } from "./AttemptLog.js"
+import { Enrollment } from "./Enrollment.js"
 import { Matching } from "./Matching.js"
 import { type Ticket, Tickets } from "./Tickets.js"
 import { Venues } from "./Venues.js"
@@ -23,6 +24,7 @@ export const layer = Layer.effect(
     const venues = yield* Venues
     const tickets = yield* Tickets
     const matching = yield* Matching
+    const enrollment = yield* Enrollment
 
     return {
       eventVenue: (eventId) =>
@@ -51,7 +53,8 @@ export const layer = Layer.effect(
             ProbeInvalid: (e) => Effect.fail(new ProbeRejected({ detail: e.message })),
             MatchingUnavailable: (e) => Effect.fail(new IdentificationUnavailable({ detail: e.detail }))
           })
-        )
+        ),
+      recordInteraction: (personId) => enrollment.recordInteraction([personId])
     }
   })
 )

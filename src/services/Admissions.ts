@@ -119,6 +119,8 @@ export interface AdmissionDirectoryShape {
     eventId: string,
     probe: Probe
   ) => Effect.Effect<Identification, ProbeRejected | IdentificationUnavailable | EventNotFound>
+  /** The person was identified at a gate: an interaction that moves their retention date. */
+  readonly recordInteraction: (personId: string) => Effect.Effect<void, SqlError>
 }
 
 export class AdmissionDirectory extends Context.Tag("gatehouse/AdmissionDirectory")<
@@ -466,6 +468,7 @@ export const make = Effect.gen(function*() {
         )
       }
       if (identification?.attempt != null) yield* audit.record(identification.attempt)
+      if (admission.personId !== null) yield* directory.recordInteraction(admission.personId)
       yield* audit.record({
         action: "admission",
         venueId: scan.venueId,

@@ -37,6 +37,9 @@ describe("admissions over HTTP", () => {
         const cancelled = [...sim.event(slug)!.positions.values()].find((p) => p.secret === spare[1])!
         sim.cancel(cancelled.id)
         yield* syncNow(eventId)
+        const sql = yield* SqlClient.SqlClient
+        // Being identified at a gate is an interaction: it renews the person's retention date.
+        yield* sql`UPDATE people SET last_interaction_at = now() - interval '400 days' WHERE id = ${holder!.personId}`
 
         const first = yield* postScan(gate, scanBody(eventId, { probe: holder!.face }))
         const again = yield* postScan(gate, scanBody(eventId, { probe: holder!.face }, { gate: "south" }))
@@ -73,6 +76,10 @@ describe("admissions over HTTP", () => {
         expect(unknown.body).toMatchObject({ decision: "denied", reason: "unknown_ticket" })
         expect(revoked.body).toMatchObject({ decision: "denied", reason: "ticket_cancelled" })
         expect(elsewhere.body).toMatchObject({ decision: "denied", reason: "not_in_event" })
+        const [renewed] = yield* sql<{ recent: boolean }>`
+          SELECT last_interaction_at > now() - interval '1 hour' AS recent FROM people WHERE id = ${holder!.personId}
+        `
+        expect(renewed!.recent).toBe(true)
       }))
 
     it.effect("lets a ticket in again after an exit only when the event's list allows re-entry", () =>

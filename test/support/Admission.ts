@@ -50,7 +50,8 @@ export const memoryDirectory = (state: DirectoryState) =>
           Option.fromNullable(state.faces.get(Math.round(probe.vector[0] ?? -1))),
           (personId) => ({ personId, score: 0.9 })
         )
-      }))
+      })),
+    recordInteraction: () => Effect.void
   })
 
 /** A venue, an event of it and `tickets` valid tickets, registered in `state`. */
