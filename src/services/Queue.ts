@@ -56,8 +56,9 @@ export interface QueueShape {
   /** Persists that `queue` receives a job for every message published on `topic`. */
   readonly subscribe: (topic: string, queue: string) => Effect.Effect<void, SqlError>
   /**
-   * Claims up to `limit` ready jobs of `queues` (`FOR UPDATE SKIP LOCKED`), each with a lease of
-   * `leaseMs` on the database clock and a new fencing token.
+   * Claims up to `limit` ready jobs of `queues` (`FOR UPDATE SKIP LOCKED`), oldest `run_at` first,
+   * each with a lease of `leaseMs` on the database clock and a new fencing token. Its cost follows
+   * the batch, not the backlog (`claim_jobs`, migration 210).
    */
   readonly claim: (options: {
     readonly queues: ReadonlyArray<string>
@@ -154,21 +155,8 @@ export class Queue extends Context.Tag("gatehouse/Queue")<Queue, QueueShape>() {
       readonly owner: string
     }) =>
       options.queues.length === 0 ? Effect.succeed([]) : sql<Job>`
-        UPDATE jobs AS j
-        SET leased_until = now() + ${options.leaseMs} * interval '1 millisecond',
-            leased_by = ${options.owner},
-            lease_token = nextval('jobs_lease_token'),
-            attempts = j.attempts + 1
-        FROM (
-          SELECT id FROM jobs
-          WHERE leased_until IS NULL AND run_at <= now() AND queue = ANY(${options.queues}::text[])
-          ORDER BY run_at, id
-          LIMIT ${options.limit}
-          FOR UPDATE SKIP LOCKED
-        ) AS c
-        WHERE j.id = c.id
-        RETURNING j.id, j.queue, j.topic, j.message_id AS "messageId", j.payload, j.attempts AS attempt,
-          j.lease_token AS token
+        SELECT id, queue, topic, message_id AS "messageId", payload, attempt, token
+        FROM claim_jobs(${options.queues}::text[], ${options.limit}::integer, ${options.leaseMs}::float8, ${options.owner})
       `.pipe(Effect.withSpan("Queue.claim"))
 
     const extend = (leases: ReadonlyArray<Lease>, leaseMs: number) =>

@@ -359,6 +359,29 @@ describe("work queue", () => {
         expect([...counts.values()]).toEqual([1, 1, 1, 1])
       }))
 
+    it.effect("claims the head of a backlog without reading the rest of it, whatever the table's statistics", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const queue = yield* Queue
+        // Rows of jobs read by this transaction so far (sequential and index scans, bitmaps included).
+        const rowsRead = sql<{ n: number }>`
+          SELECT (coalesce(sum(seq_tup_read), 0) + coalesce(sum(idx_tup_fetch), 0))::int AS n
+          FROM pg_stat_xact_user_tables WHERE relname = 'jobs'
+        `.pipe(Effect.map((rows) => rows[0]!.n))
+
+        const { claimed, read } = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* enqueueMany("backlog", 3_000)
+          const before = yield* rowsRead
+          const claimed = yield* queue.claim({ queues: ["backlog"], limit: 10, leaseMs: 60_000, owner: "a" })
+          return { claimed, read: (yield* rowsRead) - before }
+        }))
+        const ids = yield* sql<{ id: number }>`SELECT id FROM jobs WHERE queue = 'backlog' ORDER BY run_at, id LIMIT 10`
+
+        expect(claimed.map((j) => j.id).sort((a, b) => a - b)).toEqual(ids.map((r) => r.id))
+        expect(read).toBeLessThanOrEqual(40)
+        yield* sql`DELETE FROM jobs WHERE queue = 'backlog'`
+      }))
+
     it.effect("releases leases at once without counting the attempt", () =>
       Effect.gen(function*() {
         const queue = yield* Queue
