@@ -1,5 +1,5 @@
 import { Duration, Effect } from "effect"
-import { admin, device, enrollmentBody, modelDimension, type Scan } from "./Api.js"
+import { admin, device, enrollmentBody, modelDimension, type Scan, scanBody } from "./Api.js"
 import type { Client, Reply } from "./Client.js"
 import { makeFaceModel } from "./Embeddings.js"
 import { buysTicket, enrolls, type PlannedPerson, population, shouldEnter } from "./Population.js"
@@ -386,90 +386,136 @@ export const makeFleetScenario = (): Scenario => {
     })
 
   /**
-   * Uploads buffered enrollments as batches when the kiosk is online, sometimes twice. Each item's
-   * result is its message's answer; an item without a final answer (nothing stored: another copy
-   * running, a server failure, or not attempted after one) stays buffered for the next upload.
+   * Uploads a device's buffered messages in batches (`POST /v1/device-messages`) while it is
+   * online, or whatever the network when `final` (the drain), and sometimes sends a batch twice.
+   * Each item's result is its message's answer; an item without a final answer (nothing stored:
+   * another copy running, a server failure, or not attempted after one) stays buffered for the next
+   * upload, and so does every unanswered item of a batch cut short: a device never drops what it
+   * buffered. Items the service keeps failing are resent a bounded number of times per call; the
+   * last call then gives them up, like any request resent too often.
    */
-  const kioskUploads = (world: World, kiosk: Kiosk, final: boolean) =>
+  const uploadBuffer = <B>(
+    world: World,
+    dev: Device & { readonly buffer: Array<B> },
+    online: () => boolean,
+    final: boolean,
+    message: (b: B, resend: boolean) => { readonly id: string; readonly type: string; readonly body: unknown },
+    answered: (b: B, answer: Reply) => void,
+    gaveUp: (b: B) => void
+  ) =>
     Effect.gen(function*() {
-      // Items the service keeps failing are resent a bounded number of times per call; the last
-      // call (the drain) then gives them up, like any request resent too often.
-      let budget = Math.ceil(kiosk.buffer.length / 20) + 10
-      while (kiosk.buffer.length > 0 && (!world.offline.kiosk || final)) {
+      let budget = Math.ceil(dev.buffer.length / 20) + 10
+      while (dev.buffer.length > 0 && (online() || final)) {
         if (budget-- <= 0) {
-          if (final) {
-            for (const b of kiosk.buffer.splice(0)) if (b.delivery.status === "pending") b.delivery.status = "gave-up"
-          }
+          if (final) { for (const b of dev.buffer.splice(0)) gaveUp(b) }
           return
         }
-        const batch = kiosk.buffer.splice(0, 20)
-        const items = batch.map((b) => ({
-          id: b.delivery.key,
-          type: "enroll",
-          body: enrollmentBody(enrollRequest(world, b.person))
-        }))
-        const rng = kiosk.client
-        const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+        const batch = dev.buffer.splice(0, 20)
         const settled = new Set<number>()
-        for (let n = 0; n < sends; n++) {
-          if (n > 0) world.stats.inc("batchesResent")
-          world.stats.inc("batches")
-          const reply = yield* rng.call(device.messages(kiosk.key, items, `batch-${uuidFrom(world.rng)}`)).pipe(
-            Effect.option
-          )
-          if (reply._tag === "None" || reply.value.status !== 200) continue
-          const results: Array<any> = reply.value.body?.results ?? []
-          batch.forEach((b, i) => {
-            const result = results[i]
-            if (result === undefined || result.retry === true) return
-            const answer: Reply = {
-              status: Number(result.status),
-              body: result.body ?? result.problem,
-              replayed: result.replayed === true,
-              attempts: reply.value.attempts
-            }
-            if (answer.replayed) world.stats.inc("replays")
-            const wasPending = b.delivery.status === "pending"
-            record(b.delivery, answer)
-            settled.add(i)
-            if (wasPending) world.stats.inc(answer.status < 300 ? "enrolled" : "enrollRejected")
-          })
-        }
-        const unsettled = batch.filter((_, i) => !settled.has(i))
-        if (unsettled.length > 0) {
-          kiosk.buffer.unshift(...unsettled)
+        const putBack = Effect.sync(() => {
+          dev.buffer.unshift(...batch.filter((_, i) => !settled.has(i)))
+        })
+        const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+        yield* Effect.gen(function*() {
+          for (let n = 0; n < sends; n++) {
+            if (n > 0) world.stats.inc("batchesResent")
+            world.stats.inc("batches")
+            const items = batch.map((b) => message(b, n > 0))
+            const reply = yield* dev.client.call(device.messages(dev.key, items, `batch-${uuidFrom(world.rng)}`)).pipe(
+              Effect.option
+            )
+            if (reply._tag === "None" || reply.value.status !== 200) continue
+            const results: Array<any> = reply.value.body?.results ?? []
+            batch.forEach((b, i) => {
+              const result = results[i]
+              if (result === undefined || result.retry === true) return
+              const answer: Reply = {
+                status: Number(result.status),
+                body: result.body ?? result.problem,
+                replayed: result.replayed === true,
+                attempts: reply.value.attempts
+              }
+              if (answer.replayed) world.stats.inc("replays")
+              answered(b, answer)
+              settled.add(i)
+            })
+          }
+        }).pipe(Effect.onInterrupt(() => putBack))
+        if (settled.size < batch.length) {
+          yield* putBack
           yield* Effect.sleep("200 millis")
         }
       }
     })
 
-  /** Uploads a gate's offline scans late: they are facts, recorded as they happened. */
-  const gateUploads = (world: World, gate: Gate, final: boolean) =>
-    Effect.gen(function*() {
-      while (gate.buffer.length > 0 && (!world.offline.gate || final)) {
-        const rec = gate.buffer.shift()!
-        const s = pendingScans.get(rec.nonce)!
-        const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
-        for (let n = 0; n < sends; n++) {
-          if (n > 0) world.stats.inc("batchesResent")
-          // A resend after reconnecting is a new request (new Idempotency-Key) for the same scan: the
-          // scan's nonce alone must make it return the first outcome.
-          const key = n === 0 ? rec.key : `${rec.key}-resent`
-          const reply = yield* gate.client.call(device.admit(gate.key, s, key)).pipe(Effect.option)
-          if (reply._tag === "None") {
-            if (rec.status === "pending") rec.status = "gave-up"
-            continue
-          }
-          if (rec.status === "pending" && reply.value.status < 300) {
-            world.stats.inc("offlineUploaded")
-            if (reply.value.body?.flagged != null) world.stats.inc("offlineFlagged")
-          }
-          record(rec, reply.value)
-          rec.decision = reply.value.body?.decision
-          rec.reason = reply.value.body?.reason ?? undefined
-        }
+  /** Uploads buffered enrollments. */
+  const kioskUploads = (world: World, kiosk: Kiosk, final: boolean) =>
+    uploadBuffer(
+      world,
+      kiosk,
+      () => !world.offline.kiosk,
+      final,
+      (b) => ({ id: b.delivery.key, type: "enroll", body: enrollmentBody(enrollRequest(world, b.person)) }),
+      (b, answer) => {
+        const wasPending = b.delivery.status === "pending"
+        record(b.delivery, answer)
+        if (wasPending) world.stats.inc(answer.status < 300 ? "enrolled" : "enrollRejected")
+      },
+      (b) => {
+        if (b.delivery.status === "pending") b.delivery.status = "gave-up"
       }
-    })
+    )
+
+  const offlineAnswer = (world: World, rec: ScanRecord, answer: Reply) => {
+    if (rec.status === "pending" && answer.status < 300) {
+      world.stats.inc("offlineUploaded")
+      if (answer.body?.flagged != null) world.stats.inc("offlineFlagged")
+    }
+    record(rec, answer)
+    rec.decision = answer.body?.decision
+    rec.reason = answer.body?.reason ?? undefined
+  }
+
+  /**
+   * Uploads a gate's offline scans late: they are facts, recorded as they happened. In batches
+   * when the service takes admission messages, else one request per scan. A resend after
+   * reconnecting carries a new message id (Idempotency-Key) for the same scan: its nonce alone
+   * must make it return the first outcome.
+   */
+  const gateUploads = (world: World, gate: Gate, final: boolean) =>
+    world.capabilities.hasSchema("AdmissionMessage")
+      ? uploadBuffer(
+        world,
+        gate,
+        () => !world.offline.gate,
+        final,
+        (rec, resend) => ({
+          id: resend ? `${rec.key}-resent` : rec.key,
+          type: "admission",
+          body: scanBody(pendingScans.get(rec.nonce)!)
+        }),
+        (rec, answer) => offlineAnswer(world, rec, answer),
+        (rec) => {
+          if (rec.status === "pending") rec.status = "gave-up"
+        }
+      )
+      : Effect.gen(function*() {
+        while (gate.buffer.length > 0 && (!world.offline.gate || final)) {
+          // Taken off the buffer only once answered: an upload cut short is tried again.
+          const rec = gate.buffer[0]!
+          const s = pendingScans.get(rec.nonce)!
+          const sends = world.rng.chance(world.options.schedule.rates.resendBatch) ? 2 : 1
+          for (let n = 0; n < sends; n++) {
+            if (n > 0) world.stats.inc("batchesResent")
+            const key = n === 0 ? rec.key : `${rec.key}-resent`
+            const reply = yield* gate.client.call(device.admit(gate.key, s, key)).pipe(Effect.option)
+            if (reply._tag === "Some") offlineAnswer(world, rec, reply.value)
+          }
+          if (rec.status === "pending" && !final) return
+          gate.buffer.shift()
+          if (rec.status === "pending") rec.status = "gave-up"
+        }
+      })
 
   const uploaders = (world: World, f: Fleet) =>
     Effect.gen(function*() {

@@ -89,9 +89,11 @@ const capabilitiesOf = (baseUrl: string) =>
     for (const [path, methods] of Object.entries<Record<string, unknown>>(spec.paths ?? {})) {
       for (const method of Object.keys(methods)) entries.add(`${method.toUpperCase()} ${path}`)
     }
+    const schemas = new Set(Object.keys(spec.components?.schemas ?? {}))
     return {
       paths: entries,
-      has: (method, path) => entries.has(`${method.toUpperCase()} ${path}`)
+      has: (method, path) => entries.has(`${method.toUpperCase()} ${path}`),
+      hasSchema: (name) => schemas.has(name)
     }
   })
 

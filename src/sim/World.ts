@@ -38,6 +38,8 @@ export interface Provider {
 export interface Capabilities {
   readonly paths: ReadonlySet<string>
   readonly has: (method: string, path: string) => boolean
+  /** Whether the OpenAPI document defines a component schema of this name (an item type of a batch, say). */
+  readonly hasSchema: (name: string) => boolean
 }
 
 /** Everything a scenario and the fault injector share during a run. */
