@@ -13,7 +13,7 @@ export class CurrentDevice extends Context.Tag("gatehouse/CurrentDevice")<Curren
 /**
  * The device a bearer key acts for, or `Unauthorized` with `detail` when the key is unknown or
  * revoked (or its device is). Transient database errors are retried; what is left is a defect,
- * answered as a 500. Shared by every middleware that accepts device keys.
+ * answered as a 503 (database unreachable) or a 500. Shared by every middleware that accepts device keys.
  */
 export const authenticateDevice = (devices: DevicesShape) =>
 (

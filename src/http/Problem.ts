@@ -10,6 +10,7 @@ import {
 } from "@effect/platform"
 import { Cause, Effect, Metric, MetricBoundaries, Option, Predicate, Schema } from "effect"
 import * as Crypto from "node:crypto"
+import { isTransient } from "../services/Database.js"
 
 /**
  * RFC 9457 problem details. Every error answer of the API has this shape and the
@@ -144,6 +145,16 @@ const causeToProblem = (cause: Cause.Cause<unknown>, requestId: string) =>
         const status = declaredStatus(error)
         if (status !== undefined) return typedProblem(error as any, status)
       }
+    }
+    // The database unreachable or every pooled connection busy, still so after the handler's
+    // retries: not a bug, and worth resending shortly, as a 503 says.
+    if (isTransient(Cause.squash(cause))) {
+      yield* Effect.logWarning("request refused, the database is unavailable", Cause.squash(cause)).pipe(
+        Effect.annotateLogs({ component: "http", correlationId: requestId })
+      )
+      return problem(503, "DatabaseUnavailable", "the database cannot be reached right now; retry shortly", {
+        correlationId: requestId
+      })
     }
     yield* Effect.logError("request failed unexpectedly", cause).pipe(
       Effect.annotateLogs({ component: "http", correlationId: requestId })

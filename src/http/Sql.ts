@@ -4,7 +4,8 @@ import { retryTransient } from "../services/Database.js"
 
 /**
  * For handlers: retries transient database errors, then turns what is left into a defect, which
- * the problem middleware answers as a 500 with a correlation id. Typed domain errors pass through.
+ * the problem middleware answers with a correlation id: 503 when the database is still unreachable,
+ * 500 otherwise. Typed domain errors pass through.
  */
 export const orDieSql = <A, E, R>(
   effect: Effect.Effect<A, E | SqlError, R>

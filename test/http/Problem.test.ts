@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Schema } from "effect"
 import * as Http from "node:http"
@@ -25,6 +26,7 @@ class Probe extends HttpApiGroup.make("probe")
       .addSuccess(Schema.Struct({ name: Schema.String }))
   )
   .add(HttpApiEndpoint.get("boom", "/boom").addSuccess(Schema.String))
+  .add(HttpApiEndpoint.get("unreachable", "/unreachable").addSuccess(Schema.String))
   .add(
     HttpApiEndpoint.get("taken", "/seats/:seat").setPath(Schema.Struct({ seat: Schema.String }))
       .addSuccess(Schema.String).addError(SeatTaken)
@@ -37,6 +39,13 @@ const ProbeLive = HttpApiBuilder.group(ProbeApi, "probe", (handlers) =>
   handlers
     .handle("echo", ({ payload }) => Effect.succeed({ name: payload.name }))
     .handle("boom", () => Effect.die(new Error("invariant broken")))
+    .handle("unreachable", () =>
+      Effect.die(
+        new SqlError({
+          message: "Failed to acquire connection",
+          cause: new Error("timeout exceeded when trying to connect")
+        })
+      ))
     .handle("taken", ({ path }) => Effect.fail(new SeatTaken({ seat: path.seat }))))
 
 const ServerLive = HttpApiBuilder.serve().pipe(
@@ -121,6 +130,16 @@ describe("problem+json answers", () => {
         isProblem(reply.headers)
         expect(reply.body.correlationId).toBe("req-12345678")
         expect(reply.text).not.toContain("invariant broken")
+      }))
+
+    it.effect("answers a database that cannot be reached with a 503 worth retrying, not a 500", () =>
+      Effect.gen(function*() {
+        const reply = yield* request("GET", "/unreachable", { headers: { "x-request-id": "req-87654321" } })
+
+        expect(reply.status).toBe(503)
+        isProblem(reply.headers)
+        expect(reply.body).toMatchObject({ code: "DatabaseUnavailable", correlationId: "req-87654321" })
+        expect(reply.text).not.toContain("timeout exceeded")
       }))
 
     it.effect("answers a typed error with its declared status and fields", () =>
