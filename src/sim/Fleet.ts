@@ -33,7 +33,8 @@ interface Device {
 }
 
 interface Kiosk extends Device {
-  readonly buffer: Array<{ readonly person: PlannedPerson; readonly delivery: Delivery }>
+  /** Enrollments made offline, each kept as the message it is: every upload sends the same body. */
+  readonly buffer: Array<{ readonly person: PlannedPerson; readonly delivery: Delivery; readonly body: unknown }>
 }
 
 interface Gate extends Device {
@@ -190,7 +191,7 @@ export const makeFleetScenario = (): Scenario => {
       }
       state.enrollment = delivery
       if (world.offline.kiosk && world.capabilities.has("POST", "/v1/device-messages")) {
-        kiosk.buffer.push({ person: state.plan, delivery })
+        kiosk.buffer.push({ person: state.plan, delivery, body: enrollmentBody(enrollRequest(world, state.plan)) })
         return
       }
       const reply = yield* kiosk.client.call(device.enroll(kiosk.key, enrollRequest(world, state.plan), delivery.key))
@@ -455,7 +456,7 @@ export const makeFleetScenario = (): Scenario => {
       kiosk,
       () => !world.offline.kiosk,
       final,
-      (b) => ({ id: b.delivery.key, type: "enroll", body: enrollmentBody(enrollRequest(world, b.person)) }),
+      (b) => ({ id: b.delivery.key, type: "enroll", body: b.body }),
       (b, answer) => {
         const wasPending = b.delivery.status === "pending"
         record(b.delivery, answer)
