@@ -27,6 +27,17 @@ const option = (name: string): string | undefined => {
   return process.argv.find((a) => a.startsWith(prefix))?.slice(prefix.length)
 }
 
+/**
+ * The hand-written part of an earlier page: everything from the analysis marker on (what limits a
+ * figure, measured separately) survives a new run, with the marker's note that it may be older.
+ */
+const analysisMarker = "<!-- analysis: written by hand, kept by npm run bench -->"
+const analysisOf = (out: string): string => {
+  const previous = Fs.existsSync(out) ? Fs.readFileSync(out, "utf8") : ""
+  const at = previous.indexOf(analysisMarker)
+  return at === -1 ? "" : `\n${previous.slice(at)}`
+}
+
 const main = async () => {
   const quick = process.argv.includes("--quick")
   const rounds = Number(option("rounds") ?? (quick ? 2 : 5))
@@ -66,7 +77,7 @@ const main = async () => {
       sections
     )
     Fs.mkdirSync(Path.dirname(Path.resolve(out)), { recursive: true })
-    Fs.writeFileSync(out, text)
+    Fs.writeFileSync(out, text + analysisOf(out))
     log(`wrote ${out}`)
   } finally {
     await server.close()
