@@ -7,6 +7,7 @@ import { eventually } from "../support/Eventually.js"
 import { request } from "../support/Http.js"
 import { addGuest, consentRecord, createEvent, createVenueAndDevice, type TestDevice } from "../support/Identity.js"
 import { axis } from "../support/Matching.js"
+import { storedRows } from "../support/Privacy.js"
 import { TestServerLive } from "../support/Server.js"
 
 const logs: Array<string> = []
@@ -487,7 +488,6 @@ describe("device messages over HTTP", () => {
     describe("privacy", () => {
       it.effect("keeps template and probe vectors out of processed messages, outbox, audit log and logs", () =>
         Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
           const device = yield* createVenueAndDevice
           const { eventId } = yield* createEvent(device.venueId)
           const values = [0.6180339, -0.4142135, 0.7320508, 0.2360679]
@@ -511,14 +511,7 @@ describe("device messages over HTTP", () => {
           yield* upload(device, items)
 
           expect(statuses(reply)).toEqual([201, 201, 422, 200, 200])
-          const tables = ["inbox_messages", "audit_log", "outbox", "outbox_events", "tombstones", "consent_records"]
-          const dumps: Array<string> = []
-          for (const table of tables) {
-            const exists = yield* sql<{ t: string | null }>`SELECT to_regclass(${table})::text AS t`
-            if (exists[0]!.t === null) continue
-            const rows = yield* sql<{ t: string }>`SELECT row_to_json(x)::text AS t FROM ${sql(table)} x`
-            dumps.push(...rows.map((r) => r.t))
-          }
+          const dumps = yield* storedRows()
           const haystack = dumps.join("\n") + "\n" + logs.join("\n")
           const needles = [
             ...[...values, ...probeValues].map((v) => String(v).slice(3)),

@@ -14,6 +14,7 @@ import {
   enroll,
   type TestDevice
 } from "../support/Identity.js"
+import { storedRows } from "../support/Privacy.js"
 import { TestServerLive } from "../support/Server.js"
 
 const logs: Array<string> = []
@@ -379,7 +380,6 @@ describe("people over HTTP", () => {
 
       it.effect("keeps template vectors out of processed messages, outbox, audit log and logs", () =>
         Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
           const device = yield* createVenueAndDevice
           const values = [0.7182818, -0.3141592, 0.5772156, 0.6931471]
           const norm = Math.hypot(...values)
@@ -395,14 +395,7 @@ describe("people over HTTP", () => {
           )
           yield* erase(device, person.personId)
 
-          const tables = ["inbox_messages", "audit_log", "outbox", "outbox_events", "tombstones", "consent_records"]
-          const dumps: Array<string> = []
-          for (const table of tables) {
-            const exists = yield* sql<{ t: string | null }>`SELECT to_regclass(${table})::text AS t`
-            if (exists[0]!.t === null) continue
-            const rows = yield* sql<{ t: string }>`SELECT row_to_json(x)::text AS t FROM ${sql(table)} x`
-            dumps.push(...rows.map((r) => r.t))
-          }
+          const dumps = yield* storedRows()
           const haystack = dumps.join("\n") + "\n" + logs.join("\n")
           const needles = [
             ...values.map((v) => String(v).slice(3)),
