@@ -378,6 +378,26 @@ describe("people over HTTP", () => {
           expect(yield* naming).toHaveLength(0)
         }))
 
+      it.effect("describes the people endpoints in the OpenAPI document with request and answer examples", () =>
+        Effect.gen(function*() {
+          const spec = yield* request("GET", "/openapi.json")
+          const schemas = spec.body.components.schemas
+
+          expect(Object.keys(spec.body.paths)).toEqual(
+            expect.arrayContaining(["/v1/people", "/v1/people/{personId}", "/v1/people/{personId}/templates"])
+          )
+          for (const name of ["EnrollRequest", "AddTemplatesRequest", "Person", "Erasure"]) {
+            expect(schemas[name]?.examples?.length ?? 0, name).toBeGreaterThan(0)
+          }
+          const added = spec.body.paths["/v1/people/{personId}/templates"].post.responses["201"]
+          expect(added.content["application/json"].schema.examples.length).toBeGreaterThan(0)
+          expect(schemas.Person.examples[0]).toMatchObject({
+            status: "active",
+            retainUntil: "2027-06-01T18:00:05.000Z"
+          })
+          expect(JSON.stringify(schemas.Person)).not.toContain("vector")
+        }))
+
       it.effect("keeps template vectors out of processed messages, outbox, audit log and logs", () =>
         Effect.gen(function*() {
           const device = yield* createVenueAndDevice

@@ -105,6 +105,22 @@ export const TemplateMetadata = Schema.Struct({
   createdAt: Schema.Date
 }).annotations({ identifier: "TemplateMetadata", description: "A stored template; its vector is never returned." })
 
+const examplePerson = "6f1c2a4e-2b7d-4c1e-9a55-0d3f1e2b7c11"
+const exampleVenue = "0c9a3d52-7e41-4b8f-a2c6-5d1e9f3b7a20"
+const exampleAt = new Date("2024-06-01T18:00:05Z")
+const exampleConsent = {
+  state: "granted" as const,
+  ...consentExample,
+  expiresAt: null,
+  recordedAt: exampleAt
+}
+const exampleTemplate = {
+  templateId: "3b5e8f1a-9c2d-4e7f-8a1b-6c4d2e9f0a13",
+  modelId: "test-4d@1",
+  dimension: 4,
+  createdAt: exampleAt
+}
+
 export const Person = Schema.Struct({
   personId: Schema.UUID,
   venueId: Schema.UUID,
@@ -118,18 +134,38 @@ export const Person = Schema.Struct({
   consent: ConsentRecord,
   consentHistory: Schema.Array(ConsentRecord),
   templates: Schema.Array(TemplateMetadata)
-}).annotations({ identifier: "Person" })
+}).annotations({
+  identifier: "Person",
+  examples: [{
+    personId: examplePerson,
+    venueId: exampleVenue,
+    externalRef: "holder-8812",
+    status: "active",
+    createdAt: exampleAt,
+    lastInteractionAt: exampleAt,
+    retainUntil: new Date("2027-06-01T18:00:05Z"),
+    consent: exampleConsent,
+    consentHistory: [exampleConsent],
+    templates: [exampleTemplate]
+  }]
+})
 
 export const AddedTemplates = Schema.Struct({
   personId: Schema.UUID,
   templates: Schema.Array(TemplateMetadata)
-}).annotations({ identifier: "AddedTemplates" })
+}).annotations({
+  identifier: "AddedTemplates",
+  examples: [{ personId: examplePerson, templates: [exampleTemplate] }]
+})
 
 export const Erasure = Schema.Struct({
   personId: Schema.UUID,
   status: Schema.Literal("erased"),
   erasedAt: Schema.Date
-}).annotations({ identifier: "Erasure" })
+}).annotations({
+  identifier: "Erasure",
+  examples: [{ personId: examplePerson, status: "erased", erasedAt: new Date("2024-07-02T09:30:00Z") }]
+})
 
 /** Rejections of each endpoint that are the request's fault: stored and replayed by idempotency. */
 export const EnrollRejection = Schema.Union(

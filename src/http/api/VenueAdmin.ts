@@ -77,7 +77,7 @@ const guestPath = Schema.Struct({ eventId: EventId, personId: PersonId })
 export class VenueAdminApi extends HttpApiGroup.make("venueAdmin")
   .add(
     HttpApiEndpoint.post("createVenue", "/v1/admin/venues")
-      .setPayload(Schema.Struct({ name: Name }))
+      .setPayload(Schema.Struct({ name: Name }).annotations({ examples: [{ name: "Riverside Arena" }] }))
       .addSuccess(Venue, { status: 201 })
       .annotate(OpenApi.Description, "Create a venue.")
   )
@@ -87,7 +87,11 @@ export class VenueAdminApi extends HttpApiGroup.make("venueAdmin")
   )
   .add(
     HttpApiEndpoint.post("createDevice", "/v1/admin/devices")
-      .setPayload(Schema.Struct({ venueId: VenueId, name: Name }))
+      .setPayload(
+        Schema.Struct({ venueId: VenueId, name: Name }).annotations({
+          examples: [{ venueId: VenueId.make("0c9a3d52-7e41-4b8f-a2c6-5d1e9f3b7a20"), name: "north gate 1" }]
+        })
+      )
       .addSuccess(CreatedDevice, { status: 201 })
       .addError(VenueNotFound)
       .annotate(
@@ -129,7 +133,16 @@ export class VenueAdminApi extends HttpApiGroup.make("venueAdmin")
   )
   .add(
     HttpApiEndpoint.post("createEvent", "/v1/admin/events")
-      .setPayload(Schema.Struct({ venueId: VenueId, name: Name, startsAt: Timestamp, endsAt: Timestamp }))
+      .setPayload(
+        Schema.Struct({ venueId: VenueId, name: Name, startsAt: Timestamp, endsAt: Timestamp }).annotations({
+          examples: [{
+            venueId: VenueId.make("0c9a3d52-7e41-4b8f-a2c6-5d1e9f3b7a20"),
+            name: "Spring concert",
+            startsAt: new Date("2024-06-01T17:00:00Z"),
+            endsAt: new Date("2024-06-01T23:00:00Z")
+          }]
+        })
+      )
       .addSuccess(Event, { status: 201 })
       .addError(VenueNotFound)
       .addError(EventTimesInvalid)
