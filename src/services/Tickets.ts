@@ -112,7 +112,10 @@ export interface TicketsShape {
     eventId: string,
     options?: { readonly limit?: number; readonly afterProviderId?: number }
   ) => Effect.Effect<ReadonlyArray<Ticket>, SqlError>
-  /** The ticket whose secret a gate scanned, of this event first, else of any event. */
+  /**
+   * The ticket whose secret a gate scanned, of this event first, else of another event of the
+   * same venue; a ticket of another venue is not found, so a scan learns nothing about it.
+   */
   readonly byReference: (eventId: string, secret: string) => Effect.Effect<Option.Option<Ticket>, SqlError>
   /** One synced ticket by its id. */
   readonly get: (ticketId: string) => Effect.Effect<Option.Option<Ticket>, SqlError>
@@ -419,6 +422,10 @@ export class Tickets extends Context.Tag("gatehouse/Tickets")<Tickets, TicketsSh
           sql<TicketRow>`
             SELECT ${ticketColumns} FROM ${fromTickets}
             WHERE t.secret = ${secret}
+              AND t.event_id IN (
+                SELECT e.id FROM events e
+                WHERE e.venue_id = (SELECT venue_id FROM events WHERE id = ${eventId})
+              )
             ORDER BY (t.event_id = ${eventId}) DESC, t.updated_at DESC
             LIMIT 1
           `,

@@ -49,6 +49,8 @@ describe("admissions over HTTP", () => {
         const unknown = yield* postScan(gate, scanBody(eventId, { ticket: "NO-SUCH-SECRET" }))
         const revoked = yield* postScan(gate, scanBody(eventId, { ticket: spare[1]! }))
         const elsewhere = yield* postScan(gate, scanBody(otherEvent.eventId, { ticket: spare[0]! }))
+        const otherVenue = yield* scene({ holders: 0, spare: 1 })
+        const foreign = yield* postScan(gate, scanBody(eventId, { ticket: otherVenue.spare[0]! }))
 
         expect(first.status).toBe(200)
         expect(first.body).toMatchObject({
@@ -76,6 +78,7 @@ describe("admissions over HTTP", () => {
         expect(unknown.body).toMatchObject({ decision: "denied", reason: "unknown_ticket" })
         expect(revoked.body).toMatchObject({ decision: "denied", reason: "ticket_cancelled" })
         expect(elsewhere.body).toMatchObject({ decision: "denied", reason: "not_in_event" })
+        expect(foreign.body).toMatchObject({ decision: "denied", reason: "unknown_ticket", ticketId: null })
         const [renewed] = yield* sql<{ recent: boolean }>`
           SELECT last_interaction_at > now() - interval '1 hour' AS recent FROM people WHERE id = ${holder!.personId}
         `
