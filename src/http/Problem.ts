@@ -201,6 +201,30 @@ const routeLabel = (routes: RouteTable, method: string, url: string) => {
 
 const validRequestId = /^[A-Za-z0-9._:-]{8,128}$/
 
+/** Deepest nesting of arrays and objects a request body may have; no API shape comes near it. */
+export const maxJsonDepth = 64
+
+/**
+ * Whether `text` nests arrays and objects deeper than `limit`, counted outside strings. Decoding
+ * (and describing the failure of) a body nested thousands deep exhausts the stack, so such a body
+ * is refused before anything parses it.
+ */
+export const nestedDeeperThan = (text: string, limit: number): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // a backslash escapes the next character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 || c === 123) {
+      if (++depth > limit) return true
+    } else if (c === 93 || c === 125) depth--
+  }
+  return false
+}
+
 /**
  * The outermost API middleware: bounds the body before anything parses it, turns every failure
  * into a problem+json answer, tags answers with a request id and records request metrics.
@@ -220,10 +244,22 @@ export const problemMiddleware =
       const undeclared = request.headers["content-length"] === undefined &&
         request.headers["transfer-encoding"] !== undefined
 
+      // The body is read once and kept: the handler's decoding reads the same text.
+      const tooDeep = !undeclared && declaredLength > 0 && declaredLength <= options.maxBodyBytes &&
+        (yield* request.text.pipe(
+          Effect.map((text) => nestedDeeperThan(text, maxJsonDepth)),
+          HttpIncomingMessage.withMaxBodySize(Option.some(options.maxBodyBytes)),
+          Effect.orElseSucceed(() => false)
+        ))
+
       const response = undeclared
         ? problemResponse(problem(411, "LengthRequired", "send the request body with a Content-Length header"))
         : declaredLength > options.maxBodyBytes
         ? problemResponse(problem(413, "PayloadTooLarge", `the request body exceeds ${options.maxBodyBytes} bytes`))
+        : tooDeep
+        ? problemResponse(
+          problem(400, "BodyTooDeep", `the request body nests arrays and objects deeper than ${maxJsonDepth} levels`)
+        )
         : yield* app.pipe(
           HttpIncomingMessage.withMaxBodySize(Option.some(options.maxBodyBytes)),
           Effect.catchAllCause((cause) =>

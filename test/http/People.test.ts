@@ -253,6 +253,9 @@ describe("people over HTTP", () => {
           const consent = JSON.stringify(consentRecord)
 
           const nan = yield* send(`{"consent":${consent},"templates":[{"modelId":"test-4d@1","vector":[NaN,1,1,1]}]}`)
+          const deep = yield* send(
+            `{"consent":${consent},"templates":[${template}],"x":${"[".repeat(10_000)}${"]".repeat(10_000)}}`
+          )
           const nul = yield* send(`{"externalRef":"a\\u0000b","consent":${consent},"templates":[${template}]}`)
           const surrogate = yield* send(
             `{"consent":${JSON.stringify({ ...consentRecord, purposes: ["x"] }).replace("\"x\"", "\"\\ud800\"")},` +
@@ -266,6 +269,7 @@ describe("people over HTTP", () => {
           const badId = yield* send(`{"personId":"not-a-uuid","consent":${consent},"templates":[${template}]}`)
 
           expect([nan.status, nan.body.code]).toEqual([400, "MalformedBody"])
+          expect([deep.status, deep.body.code]).toEqual([400, "BodyTooDeep"])
           expect([nul.status, nul.body.code]).toEqual([400, "InvalidRequest"])
           expect([surrogate.status, surrogate.body.code]).toEqual([400, "InvalidRequest"])
           expect([huge.status, huge.body.code]).toEqual([413, "PayloadTooLarge"])

@@ -2,11 +2,11 @@ import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, 
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Schema } from "effect"
+import { Effect, FastCheck as fc, Layer, Logger, Schema } from "effect"
 import * as Http from "node:http"
 import { createServer } from "node:http"
 import { SafeString } from "../../src/domain/Text.js"
-import { problemMiddleware, routeTable } from "../../src/http/Problem.js"
+import { maxJsonDepth, nestedDeeperThan, problemMiddleware, routeTable } from "../../src/http/Problem.js"
 import { request } from "../support/Http.js"
 
 class SeatTaken extends Schema.TaggedError<SeatTaken>()(
@@ -121,6 +121,37 @@ describe("problem+json answers", () => {
         isProblem(declared.headers)
         expect(chunked).toBe(411)
       }))
+
+    it.effect("refuses a body nested deeper than the limit with 400 before decoding; brackets in strings do not count", () =>
+      Effect.gen(function*() {
+        const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
+        const deep = yield* request("POST", "/echo", { raw: `{"name":"x","count":1,"extra":${nested(900)}}` })
+        const inString = yield* request("POST", "/echo", {
+          raw: JSON.stringify({ name: "[".repeat(900), count: 1 })
+        })
+
+        expect([deep.status, deep.body.code]).toEqual([400, "BodyTooDeep"])
+        isProblem(deep.headers)
+        expect(inString.status).toBe(200)
+      }))
+
+    it.prop(
+      "counts nesting as JSON does, outside strings",
+      [fc.jsonValue({ maxDepth: 8 })],
+      ([value]) => {
+        const text = JSON.stringify(value)
+        const depthOf = (v: unknown): number =>
+          Array.isArray(v)
+            ? 1 + Math.max(0, ...v.map(depthOf))
+            : v !== null && typeof v === "object"
+            ? 1 + Math.max(0, ...Object.values(v).map(depthOf))
+            : 0
+        const depth = depthOf(value)
+        expect(nestedDeeperThan(text, depth)).toBe(false)
+        expect(nestedDeeperThan(text, depth - 1)).toBe(depth > 0)
+        expect(maxJsonDepth).toBeGreaterThan(8)
+      }
+    )
 
     it.effect("turns a defect into a 500 problem with a correlation id", () =>
       Effect.gen(function*() {
