@@ -1,7 +1,7 @@
 import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { createServer } from "node:http"
+import { createServer, type Server, type ServerResponse } from "node:http"
 import { GatehouseApi } from "../http/Api.js"
 import { DeviceAuth } from "../http/DeviceAuth.js"
 import { AdmissionAdminHandlers, AdmissionsHandlers, AdmissionViewsHandlers } from "../http/handlers/Admissions.js"
@@ -51,9 +51,50 @@ const ApiLive = HttpApiBuilder.api(GatehouseApi).pipe(
   Layer.provide(IdentityLive)
 )
 
-/** The HTTP server: the API, `/openapi.json`, `/docs`, problem+json errors and request metrics. */
-export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
-  HttpApiBuilder.serve().pipe(
+/**
+ * Ends keep-alive at shutdown, which `server.close()` alone never does: a connection whose client
+ * keeps sending is never idle, so the close would wait for ever. From the start of the drain every
+ * response not yet begun says `Connection: close` and its socket ends once it is sent, idle
+ * connections end at once, and whatever is still open when `graceMs` runs out is cut. Call it
+ * before the server takes requests; run the effect it returns to drain.
+ */
+const keepAliveDrain = (server: Server, graceMs: number) => {
+  const pending = new Set<ServerResponse>()
+  let draining = false
+  server.on("request", (_request, response: ServerResponse) => {
+    if (draining) {
+      response.shouldKeepAlive = false
+      response.once("finish", () => server.closeIdleConnections())
+      return
+    }
+    pending.add(response)
+    response.once("close", () => pending.delete(response))
+  })
+  return Effect.async<void>((resume) => {
+    draining = true
+    for (const response of pending) {
+      if (!response.headersSent) response.shouldKeepAlive = false
+      response.once("finish", () => server.closeIdleConnections())
+    }
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs)
+    server.close(() => {
+      clearTimeout(cut)
+      resume(Effect.void)
+    })
+    server.closeIdleConnections()
+    return Effect.sync(() => clearTimeout(cut))
+  })
+}
+
+/**
+ * The HTTP server: the API, `/openapi.json`, `/docs`, problem+json errors and request metrics.
+ * At shutdown it stops accepting, lets requests in flight finish with `Connection: close` within
+ * `SHUTDOWN_GRACE_MS`, and only then stops handling requests.
+ */
+export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
+  const server = createServer()
+  const drained = keepAliveDrain(server, config.shutdownGraceMs)
+  const serving = HttpApiBuilder.serve().pipe(
     Layer.provide(HttpApiBuilder.middleware(problemMiddleware({
       maxBodyBytes: config.maxBodyBytes,
       routes: routeTable(GatehouseApi)
@@ -62,5 +103,9 @@ export const HttpLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
-  )))
+    Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+  )
+  // Built after the handler is installed, so released before it is removed.
+  const drain = Layer.scopedDiscard(Effect.addFinalizer(() => drained))
+  return drain.pipe(Layer.provideMerge(serving))
+}))
