@@ -4,6 +4,7 @@ import { migration as inboxSubject } from "./0101_inbox_subject.js"
 import { migration as messaging } from "./0200_messaging.js"
 import { migration as jobClaim } from "./0210_job_claim.js"
 import { migration as identity } from "./0300_identity.js"
+import { migration as masterKeyCheck } from "./0301_master_key_check.js"
 import { migration as ticketing } from "./0400_ticketing.js"
 import { migration as admission } from "./0500_admission.js"
 
@@ -17,6 +18,7 @@ export const migrations: ReadonlyArray<Migration> = [
   messaging,
   jobClaim,
   identity,
+  masterKeyCheck,
   ticketing,
   admission
 ]

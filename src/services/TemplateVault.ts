@@ -96,6 +96,17 @@ export interface TemplateVaultShape {
 }
 
 /**
+ * This process's MASTER_KEY is not the key the database's templates were sealed with: every
+ * instance sharing a database must be given the same MASTER_KEY.
+ */
+export class MasterKeyMismatch extends Data.TaggedError("MasterKeyMismatch")<{}> {
+  override get message() {
+    return "MASTER_KEY differs from the key this database's templates are sealed with; " +
+      "give every instance that shares the database the same MASTER_KEY"
+  }
+}
+
+/**
  * Template vectors encrypted at rest: AES-256-GCM under a per-person data key, itself wrapped
  * (AES-256-GCM) by the master key from `Secrets`. Owns `templates` and `person_keys`.
  */
@@ -105,6 +116,12 @@ export class TemplateVault extends Context.Tag("gatehouse/TemplateVault")<Templa
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const masterKey = Redacted.value((yield* Secrets).masterKey)
+
+      // The first instance records the key's check value; every later one must have the same key.
+      const check = Crypto.createHmac("sha256", masterKey).update("gatehouse master key check").digest("hex")
+      yield* sql`INSERT INTO master_key_check (id, check_value) VALUES (1, ${check}) ON CONFLICT (id) DO NOTHING`
+      const [recorded] = yield* sql<{ check: string }>`SELECT check_value AS check FROM master_key_check WHERE id = 1`
+      if (recorded !== undefined && recorded.check !== check) return yield* new MasterKeyMismatch()
 
       const unwrap = (personId: string, wrapped: Uint8Array) =>
         Effect.suspend(() => {

@@ -1,9 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Exit, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { Secrets } from "../../src/layers/Secrets.js"
-import { TemplateVault } from "../../src/services/TemplateVault.js"
+import { MasterKeyMismatch, TemplateVault } from "../../src/services/TemplateVault.js"
 import { TestDatabaseLive } from "../support/Database.js"
 
 const VaultLive = TemplateVault.layer.pipe(Layer.provideMerge(TestDatabaseLive), Layer.provide(Secrets.layerTest))
@@ -101,6 +101,27 @@ describe("TemplateVault", () => {
         const opened = yield* vault.forPeople([a, b])
 
         expect(opened).toEqual([])
+      }))
+
+    it.effect("refuses to start with another master key than the one the database's templates are sealed with", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const withKey = (fill: number) =>
+          Effect.exit(Effect.scoped(Layer.build(TemplateVault.layer.pipe(
+            Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)),
+            Layer.provide(
+              Layer.effect(
+                Secrets,
+                Effect.map(Secrets, (secrets) => ({ ...secrets, masterKey: Redacted.make(Buffer.alloc(32, fill)) }))
+              ).pipe(Layer.provide(Secrets.layerTest))
+            )
+          ))))
+
+        const same = yield* withKey(7)
+        const other = yield* withKey(8)
+
+        expect(Exit.isSuccess(same)).toBe(true)
+        expect(other).toEqual(Exit.fail(new MasterKeyMismatch()))
       }))
   })
 })

@@ -5,6 +5,9 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
+/** One master key for every service a test file starts: instances sharing a database need one. */
+const sharedMasterKey = Crypto.randomBytes(32).toString("base64")
+
 export interface ServiceProcess {
   readonly pid: number
   /** Base URL once the process listens. */
@@ -34,7 +37,7 @@ export const spawnService = (env: Record<string, string>, entry = "src/main.ts")
             LOG_FORMAT: "json",
             DATA_DIR: dataDir,
             ADMIN_KEY: "gh_admin_test",
-            MASTER_KEY: Crypto.randomBytes(32).toString("base64"),
+            MASTER_KEY: sharedMasterKey,
             ...env
           },
           stdio: ["ignore", "pipe", "pipe"]
