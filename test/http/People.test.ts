@@ -270,6 +270,13 @@ describe("people over HTTP", () => {
 
           expect([nan.status, nan.body.code]).toEqual([400, "MalformedBody"])
           expect([deep.status, deep.body.code]).toEqual([400, "BodyTooDeep"])
+          const endsEarly = yield* send(
+            `{"consent":${
+              JSON.stringify({ ...consentRecord, expiresAt: "2020-01-01T00:00:00.000Z" })
+            },"templates":[${template}]}`
+          )
+          expect([endsEarly.status, endsEarly.body.code]).toEqual([400, "InvalidRequest"])
+          expect(JSON.stringify(endsEarly.body)).toContain("expiresAt")
           expect([nul.status, nul.body.code]).toEqual([400, "InvalidRequest"])
           expect([surrogate.status, surrogate.body.code]).toEqual([400, "InvalidRequest"])
           expect([huge.status, huge.body.code]).toEqual([413, "PayloadTooLarge"])

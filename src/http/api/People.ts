@@ -19,7 +19,7 @@ import { idempotentEndpoint } from "../Idempotency.js"
 const Timestamp = Schema.Date.annotations({ description: "ISO 8601 date and time" })
 const Label = BoundedString(100)
 
-export const ConsentGrant = Schema.Struct({
+const consentGrantFields = {
   purposes: Schema.Array(Label).pipe(Schema.minItems(1), Schema.maxItems(20)).annotations({
     description: "What the person consented to, e.g. venue-admission."
   }),
@@ -27,8 +27,19 @@ export const ConsentGrant = Schema.Struct({
   jurisdiction: Label.annotations({ description: "Legal framework the consent was collected under, e.g. EU-GDPR." }),
   method: Label.annotations({ description: "How consent was collected, e.g. kiosk-signature." }),
   givenAt: Timestamp.annotations({ description: "When the person gave consent, by the device's clock." }),
-  expiresAt: Schema.optional(Timestamp.annotations({ description: "When the consent ends by its own terms." }))
-}).annotations({ identifier: "ConsentGrant" })
+  expiresAt: Schema.optional(
+    Timestamp.annotations({ description: "When the consent ends by its own terms; after givenAt." })
+  )
+}
+
+/** A consent that ends before it was given is a device's mistake, not an expired person. */
+const endsAfterGiven = (grant: { readonly givenAt: Date; readonly expiresAt?: Date | undefined }) =>
+  grant.expiresAt === undefined || grant.expiresAt.getTime() > grant.givenAt.getTime() ||
+  { path: ["expiresAt"], message: "expiresAt must be later than givenAt" }
+
+export const ConsentGrant = Schema.Struct(consentGrantFields).pipe(Schema.filter(endsAfterGiven)).annotations({
+  identifier: "ConsentGrant"
+})
 
 export const TemplateInput = Schema.Struct({
   modelId: Label.annotations({ description: `Embedding model: one of ${modelIds.join(", ")}.` }),
@@ -76,7 +87,7 @@ export const AddTemplatesRequest = Schema.Struct({ templates: Templates }).annot
 })
 
 export const ConsentChange = Schema.Union(
-  Schema.Struct({ state: Schema.Literal("granted"), ...ConsentGrant.fields }),
+  Schema.Struct({ state: Schema.Literal("granted"), ...consentGrantFields }).pipe(Schema.filter(endsAfterGiven)),
   Schema.Struct({
     state: Schema.Literal("withdrawn"),
     method: Label,
