@@ -123,18 +123,8 @@ export interface TicketsShape {
   readonly ofPerson: (eventId: string, personId: string) => Effect.Effect<ReadonlyArray<Ticket>, SqlError>
 }
 
-interface TicketRow {
-  readonly ticketId: string
-  readonly eventId: string
-  readonly providerEvent: string
-  readonly providerTicketId: number
-  readonly order: string
-  readonly secret: string
-  readonly holderReference: string | null
-  readonly status: TicketStatus
-  readonly providerModified: Date
-  readonly providerVersion: number
-  readonly updatedAt: Date
+/** A ticket as selected: its link's columns flat, null without a link. */
+interface TicketRow extends Omit<Ticket, "link"> {
   readonly personId: string | null
   readonly source: LinkSource | null
   readonly linkedAt: Date | null
