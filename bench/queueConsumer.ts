@@ -10,7 +10,7 @@ import { AppConfig } from "../src/layers/Config.js"
 import { consumer, Consumers } from "../src/services/Consumers.js"
 import { Outbox } from "../src/services/Outbox.js"
 import { Queue } from "../src/services/Queue.js"
-import { workerOwner, Workers } from "../src/services/Worker.js"
+import { workerOptionsFrom, Workers } from "../src/services/Worker.js"
 
 export const benchQueue = "bench-consumer"
 const topic = "bench.work"
@@ -65,16 +65,7 @@ export const consume = (args: ConsumeArgs) =>
       })))
     }
 
-    const workers = yield* Workers.make({
-      concurrency: args.concurrency,
-      batchSize: config.queueBatchSize,
-      leaseMs: config.queueLeaseMs,
-      pollIntervalMs: config.queuePollIntervalMs,
-      maxAttempts: config.queueMaxAttempts,
-      backoff: { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
-      graceMs: config.shutdownGraceMs,
-      owner: workerOwner()
-    })
+    const workers = yield* Workers.make(workerOptionsFrom(config, { concurrency: args.concurrency }))
     const claimer = Effect.gen(function*() {
       while (true) {
         const summary = yield* workers.runOnce

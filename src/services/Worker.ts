@@ -4,7 +4,7 @@ import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random, 
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import { type BackoffPolicy, retryDelayMs } from "../domain/Backoff.js"
-import { AppConfig } from "../layers/Config.js"
+import { AppConfig, type AppConfigShape } from "../layers/Config.js"
 import { type Consumer, Consumers, MessageRejected } from "./Consumers.js"
 import { commitFailuresAsErrors, isTransient, retryTransient } from "./Database.js"
 import { IdempotencyKeyReused, Inbox } from "./Inbox.js"
@@ -68,6 +68,19 @@ const byInboxKey = (a: Job, b: Job) =>
 
 /** A name for this process's claims: host, pid and a random suffix. */
 export const workerOwner = () => `${Os.hostname()}/${process.pid}/${Crypto.randomBytes(3).toString("hex")}`
+
+/** The workers' options from the configuration table, with a fresh owner name. */
+export const workerOptionsFrom = (config: AppConfigShape, overrides: Partial<WorkerOptions> = {}): WorkerOptions => ({
+  concurrency: config.queueConcurrency,
+  batchSize: config.queueBatchSize,
+  leaseMs: config.queueLeaseMs,
+  pollIntervalMs: config.queuePollIntervalMs,
+  maxAttempts: config.queueMaxAttempts,
+  backoff: { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
+  graceMs: config.shutdownGraceMs,
+  owner: workerOwner(),
+  ...overrides
+})
 
 export interface WorkersShape {
   /** Claims one batch of the registered consumers' jobs and processes it. */
@@ -276,16 +289,7 @@ export class Workers extends Context.Tag("gatehouse/Workers")<Workers, WorkersSh
       const config = yield* AppConfig
       const listener = yield* Listener
       const queue = yield* Queue
-      const options: WorkerOptions = {
-        concurrency: config.queueConcurrency,
-        batchSize: config.queueBatchSize,
-        leaseMs: config.queueLeaseMs,
-        pollIntervalMs: config.queuePollIntervalMs,
-        maxAttempts: config.queueMaxAttempts,
-        backoff: { baseMs: config.queueBackoffBaseMs, maxMs: config.queueBackoffMaxMs },
-        graceMs: config.shutdownGraceMs,
-        owner: workerOwner()
-      }
+      const options = workerOptionsFrom(config)
       const workers = yield* Workers.make(options)
       // Claimers enter only while not stopping, so a drain that sees no claimer busy is final.
       const state = yield* Ref.make({ stopping: false, busy: 0 })

@@ -18,6 +18,7 @@ import { Queue } from "../../src/services/Queue.js"
 import * as TicketProvider from "../../src/services/TicketProvider.js"
 import { Tickets } from "../../src/services/Tickets.js"
 import { ProviderSim } from "../../src/sim/ProviderSim.js"
+import { insertVenueWithEvent } from "../support/Database.js"
 import { settle } from "../support/Eventually.js"
 import { MessagingTestLive } from "../support/Messaging.js"
 import { providerSettings, simToken } from "../support/Provider.js"
@@ -51,16 +52,9 @@ const writeBack = (overrides: Partial<TicketProvider.TicketProviderSettings> = {
 /** A synced ticket of a fresh event; `known: false` gives it a secret the provider has never issued. */
 const syncedTicket = (known = true) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const sim = yield* ProviderSim
     const tickets = yield* Tickets
-    const venueId = Crypto.randomUUID()
-    const eventId = Crypto.randomUUID()
-    yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'venue')`
-    yield* sql`
-      INSERT INTO events (id, venue_id, name, starts_at, ends_at)
-      VALUES (${eventId}, ${venueId}, 'show', now(), now() + interval '1 day')
-    `
+    const { eventId } = yield* insertVenueWithEvent()
     const slug = `wb-${eventId.slice(0, 8)}`
     sim.addEvent({ slug })
     const position = sim.addTicket(slug)

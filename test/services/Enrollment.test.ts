@@ -8,7 +8,7 @@ import { Secrets } from "../../src/layers/Secrets.js"
 import { type EnrollInput, Enrollment } from "../../src/services/Enrollment.js"
 import { Inbox } from "../../src/services/Inbox.js"
 import { TemplateVault } from "../../src/services/TemplateVault.js"
-import { TestDatabaseLive } from "../support/Database.js"
+import { insertVenueWithEvent, TestDatabaseLive } from "../support/Database.js"
 
 const EnrollmentLive = IdentityLive.pipe(
   Layer.provideMerge(Inbox.layerWith()),
@@ -37,15 +37,9 @@ const input = (overrides: Partial<EnrollInput> = {}): EnrollInput => ({
 /** A venue with one event; `actor` is a device of it. */
 const venue = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const venueId = Crypto.randomUUID()
+  const { eventId, venueId } = yield* insertVenueWithEvent()
   const deviceId = Crypto.randomUUID()
-  const eventId = Crypto.randomUUID()
-  yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'v')`
   yield* sql`INSERT INTO devices (id, venue_id, name) VALUES (${deviceId}, ${venueId}, 'd')`
-  yield* sql`
-    INSERT INTO events (id, venue_id, name, starts_at, ends_at)
-    VALUES (${eventId}, ${venueId}, 'e', now(), now() + interval '1 day')
-  `
   return { actor: { venueId, deviceId }, eventId }
 })
 

@@ -9,7 +9,7 @@ import * as GallerySourceSql from "../../src/services/GallerySourceSql.js"
 import { Health } from "../../src/services/Health.js"
 import { Matching } from "../../src/services/Matching.js"
 import { TemplateVault } from "../../src/services/TemplateVault.js"
-import { TestDatabaseLive } from "../support/Database.js"
+import { insertVenueWithEvent, TestDatabaseLive } from "../support/Database.js"
 import { eventually } from "../support/Eventually.js"
 import { announce, axis, enrollDirect, withdrawDirect } from "../support/Matching.js"
 
@@ -24,17 +24,10 @@ const instance = Matching.layerWith({ pollInterval: "1 hour" }).pipe(
 
 const start = Effect.map(Layer.build(instance), Context.get(Matching))
 
-const world = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const venueId = Crypto.randomUUID()
-  const eventId = Crypto.randomUUID()
-  yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'v')`
-  yield* sql`
-    INSERT INTO events (id, venue_id, name, starts_at, ends_at)
-    VALUES (${eventId}, ${venueId}, 'e', now() - interval '1 hour', now() + interval '1 day')
-  `
-  return { venueId, eventId, device: { deviceId: Crypto.randomUUID(), venueId } }
-})
+const world = Effect.map(
+  insertVenueWithEvent("1 hour"),
+  ({ eventId, venueId }) => ({ venueId, eventId, device: { deviceId: Crypto.randomUUID(), venueId } })
+)
 
 const guest = (eventId: string, personId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>

@@ -4,7 +4,7 @@ import { Effect, Exit, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { Secrets } from "../../src/layers/Secrets.js"
 import { MasterKeyMismatch, TemplateVault } from "../../src/services/TemplateVault.js"
-import { TestDatabaseLive } from "../support/Database.js"
+import { insertVenueWithEvent, TestDatabaseLive } from "../support/Database.js"
 
 const VaultLive = TemplateVault.layer.pipe(Layer.provideMerge(TestDatabaseLive), Layer.provide(Secrets.layerTest))
 
@@ -24,17 +24,7 @@ const person = (venueId: string, eventId: string) =>
 
 describe("TemplateVault", () => {
   it.layer(VaultLive)((it) => {
-    const setup = Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const venueId = Crypto.randomUUID()
-      const eventId = Crypto.randomUUID()
-      yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'v')`
-      yield* sql`
-        INSERT INTO events (id, venue_id, name, starts_at, ends_at)
-        VALUES (${eventId}, ${venueId}, 'e', now(), now() + interval '1 day')
-      `
-      return { venueId, eventId }
-    })
+    const setup = insertVenueWithEvent()
 
     it.effect("seals templates at rest and opens them for the event's gallery", () =>
       Effect.gen(function*() {

@@ -1,26 +1,14 @@
-import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck, Layer } from "effect"
-import * as Crypto from "node:crypto"
 import type { ProviderTicket, TicketStatus } from "../../src/domain/Ticket.js"
 import { Audit } from "../../src/services/Audit.js"
 import { Tickets } from "../../src/services/Tickets.js"
-import { TestDatabaseLive } from "../support/Database.js"
+import { insertVenueWithEvent, TestDatabaseLive } from "../support/Database.js"
 import { inGallery, insertPerson } from "../support/Ticketing.js"
 
 const TestLive = Tickets.layer.pipe(Layer.provide(Audit.layer), Layer.provideMerge(TestDatabaseLive))
 
-const venueWithEvent = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const venueId = Crypto.randomUUID()
-  const eventId = Crypto.randomUUID()
-  yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'v')`
-  yield* sql`
-    INSERT INTO events (id, venue_id, name, starts_at, ends_at)
-    VALUES (${eventId}, ${venueId}, 'e', now(), now() + interval '1 day')
-  `
-  return { venueId, eventId }
-}).pipe(Effect.orDie)
+const venueWithEvent = insertVenueWithEvent().pipe(Effect.orDie)
 
 const holders = ["h0", "h1", "h2", null] as const
 

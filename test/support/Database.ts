@@ -1,4 +1,4 @@
-import { type SqlClient } from "@effect/sql"
+import { SqlClient } from "@effect/sql"
 import { type PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
@@ -51,3 +51,20 @@ export const EmptyDatabaseLive: Layer.Layer<TestDatabase | SqlClient.SqlClient |
 export const TestDatabaseLive: Layer.Layer<TestDatabase | SqlClient.SqlClient | PgClient.PgClient> = Layer
   .effectDiscard(Effect.orDie(migrate(migrations)))
   .pipe(Layer.provideMerge(EmptyDatabaseLive))
+
+/**
+ * A venue and one event of it, written straight into the identity tables, for tests of a service
+ * that only needs them to exist. The event runs from `startedAgo` ago for a day.
+ */
+export const insertVenueWithEvent = (startedAgo: "0 seconds" | "1 hour" = "0 seconds") =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const venueId = Crypto.randomUUID()
+    const eventId = Crypto.randomUUID()
+    yield* sql`INSERT INTO venues (id, name) VALUES (${venueId}, 'v')`
+    yield* sql`
+      INSERT INTO events (id, venue_id, name, starts_at, ends_at)
+      VALUES (${eventId}, ${venueId}, 'e', now() - ${startedAgo}::interval, now() + interval '1 day')
+    `
+    return { venueId, eventId }
+  })
